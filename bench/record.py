@@ -1,0 +1,209 @@
+"""The one record type of a measurement, and the run file (``results.json``) that holds a run's records.
+
+A ``Result`` stores what was measured (raw samples, first-step time, peak memory) and its configuration;
+every statistic is derived from the samples on demand and written alongside them, never stored rounded.
+Tables, pandas frames, markdown reports and comparisons all read this one record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from bench.stats import Summary, summarize
+
+SCHEMA = 1
+
+MODES: dict[str, str] = {
+    "forward": "eval mode (dropout off), no gradient tracking: logits = model(images)",
+    "forward-backward": "training mode (dropout on): logits, mean cross-entropy against fixed random labels, "
+    "gradients with respect to every parameter; no optimizer update",
+    "train": "forward-backward plus an SGD step (momentum 0.9, weight decay 5e-4, lr 0.01)",
+}
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+STATUSES: tuple[str, ...] = ("ok", "failed", "skipped")
+
+# FLOPs count 2 per multiply-accumulate of the forward pass (convolution and dense weights only); the
+# backward pass costs about twice the forward (one product for input gradients, one for weight gradients),
+# so forward-backward and train count 3x forward. The optimizer update is not counted.
+FLOP_CONVENTION = (
+    "2 FLOPs per multiply-accumulate of conv and dense weights; forward-backward and train = 3 x forward; "
+    "optimizer update not counted"
+)
+_MODE_FLOP_FACTOR = {"forward": 1, "forward-backward": 3, "train": 3}
+
+
+class RunFileError(ValueError):
+    """A results file that cannot be read: missing, not JSON, truncated or of another schema."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration of a run: what is timed and how. Frozen and hashable."""
+
+    model: str
+    framework: str
+    device: str
+    mode: str
+    batch_size: int
+    precision: str = "fp32"
+    compile: bool = False
+    channels_last: bool = False
+    threads: int | None = None
+    warmup: int = 10
+    iters: int = 100
+    max_time_s: float | None = None
+
+    def key(self) -> tuple:
+        """What identifies the same configuration across two runs (the protocol fields may differ)."""
+        return (
+            self.model, self.framework, self.device, self.mode, self.batch_size,
+            self.precision, self.compile, self.channels_last,
+        )
+
+    def label(self) -> str:
+        flags = "".join(
+            f" +{name}" for name, on in (("compile", self.compile), ("channels-last", self.channels_last)) if on
+        )
+        return (
+            f"{self.model} {self.framework} {self.device} {self.mode} "
+            f"b{self.batch_size} {self.precision}{flags}"
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """One configuration's outcome, with every timed sample kept."""
+
+    config: Config
+    status: str
+    reason: str | None = None
+    samples_ms: tuple[float, ...] = ()
+    first_step_ms: float | None = None
+    peak_memory_bytes: int | None = None
+    capped: bool = False
+    macs_per_image: int | None = None
+    peak_gflops_per_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}. Received: status={self.status!r}")
+        if self.status == "ok" and not self.samples_ms:
+            raise ValueError("an ok result needs samples")
+
+    @property
+    def summary(self) -> Summary | None:
+        return summarize(self.samples_ms) if self.samples_ms else None
+
+    @property
+    def flops_per_step(self) -> int | None:
+        if self.macs_per_image is None:
+            return None
+        return 2 * self.macs_per_image * self.config.batch_size * _MODE_FLOP_FACTOR[self.config.mode]
+
+    def derived(self) -> dict[str, Any]:
+        """Every figure computed from the samples; None where nothing was measured."""
+        summary = self.summary
+        if summary is None:
+            keys = [f.name for f in fields(Summary)] + ["images_per_s", "ms_per_image", "gflops_per_s", "mfu"]
+            values = dict.fromkeys(keys)
+            values["n"] = 0
+            return values
+        values = summary.to_dict()
+        batch = self.config.batch_size
+        values["images_per_s"] = batch / (summary.median_ms / 1e3)
+        values["ms_per_image"] = summary.median_ms / batch
+        flops = self.flops_per_step
+        gflops = flops / (summary.median_ms / 1e3) / 1e9 if flops is not None else None
+        values["gflops_per_s"] = gflops
+        values["mfu"] = gflops / self.peak_gflops_per_s if gflops is not None and self.peak_gflops_per_s else None
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        stored = asdict(self)
+        config = stored.pop("config")
+        stored["samples_ms"] = list(self.samples_ms)
+        stored["flops_per_step"] = self.flops_per_step
+        return {**config, **stored, **self.derived()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Result:
+        """Rebuild from a run file's entry; derived figures in it are ignored and recomputed."""
+        config = Config(**{f.name: values[f.name] for f in fields(Config) if f.name in values})
+        stored = {
+            f.name: values[f.name] for f in fields(cls) if f.name not in ("config", "samples_ms") and f.name in values
+        }
+        return cls(config=config, samples_ms=tuple(float(v) for v in values.get("samples_ms") or ()), **stored)
+
+    def with_peak(self, peak_gflops_per_s: float | None) -> Result:
+        return replace(self, peak_gflops_per_s=peak_gflops_per_s)
+
+
+@dataclass
+class Run:
+    """A run file's contents: the environment it was measured in and its results, in order."""
+
+    environment: dict[str, Any]
+    results: list[Result]
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "environment": self.environment,
+            "flop_convention": FLOP_CONVENTION,
+            "modes": MODES,
+            "results": [result.to_dict() for result in self.results],
+        }
+
+
+def write_run(path: Path, run: Run) -> None:
+    """Write atomically: a reader (or a crash) sees the previous complete file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(run.to_dict(), indent=1, allow_nan=False, default=_json_default)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_run(path: Path | str) -> Run:
+    """Read a run file (or a run folder holding ``results.json``); ``RunFileError`` says what is wrong with it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.exists():
+        raise RunFileError(f"no results file at {path}")
+    try:
+        document = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path} is not a results file (not text)") from None
+    except json.JSONDecodeError as error:
+        truncated = "truncated" if error.pos >= len(path.read_text().rstrip()) else "not valid JSON"
+        raise RunFileError(f"{path} is {truncated} (line {error.lineno}, column {error.colno})") from None
+    if not isinstance(document, dict) or "schema" not in document:
+        raise RunFileError(f"{path} is JSON but not a results file (no 'schema' key)")
+    if document["schema"] != SCHEMA:
+        raise RunFileError(f"{path} has schema {document['schema']!r}; this version reads schema {SCHEMA}")
+    try:
+        results = [Result.from_dict(entry) for entry in document["results"]]
+        environment = dict(document["environment"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise RunFileError(f"{path} has a malformed result: {error}") from None
+    return Run(environment=environment, results=results, path=path)

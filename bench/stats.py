@@ -1,0 +1,80 @@
+"""Statistics of a list of timing samples; everything a report shows is derived here from the raw samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as _scipy_stats
+
+# A result whose interquartile range exceeds this fraction of its median is flagged as noisy.
+NOISY_IQR_RATIO = 0.10
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Robust and classic statistics of one configuration's samples, in milliseconds.
+
+    The median is the headline figure: one slow outlier (a page fault, a scheduler hiccup) moves the mean
+    but not the median. ``std_ms`` is the sample standard deviation (n - 1 in the denominator), None for n = 1.
+    """
+
+    n: int
+    median_ms: float
+    mean_ms: float
+    std_ms: float | None
+    min_ms: float
+    max_ms: float
+    iqr_ms: float
+    p5_ms: float
+    p95_ms: float
+    ci95_ms: tuple[float, float]
+    noisy: bool
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["ci95_ms"] = list(self.ci95_ms)
+        return values
+
+
+def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, int]:
+    """1-based ranks (r, s) of the order statistics bounding a distribution-free CI of the median.
+
+    The count of samples below the true median is Binomial(n, 1/2), so [x_(r), x_(s)] with s = n - r + 1
+    covers the median with probability 1 - 2 * P(B <= r - 1) >= ``confidence``. For n = 100 this gives the
+    40th and 61st values. Below n = 6 no pair reaches 95% and the interval is [min, max].
+    """
+    if n < 1:
+        raise ValueError(f"need at least one sample. Received: n={n}")
+    lower = int(_scipy_stats.binom.ppf((1 - confidence) / 2, n, 0.5))
+    lower = max(lower, 1)
+    return lower, n - lower + 1
+
+
+def summarize(samples_ms: Sequence[float]) -> Summary:
+    """Summarise samples; percentiles use linear interpolation (numpy's default, as pandas does)."""
+    values = np.asarray(samples_ms, dtype=float)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"need a non-empty list of samples. Received: {len(values)} samples")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("samples must be finite numbers")
+    n = int(values.size)
+    ordered = np.sort(values)
+    p5, q1, median, q3, p95 = np.percentile(ordered, [5, 25, 50, 75, 95])
+    rank_low, rank_high = median_ci_ranks(n)
+    std = float(np.std(values, ddof=1)) if n > 1 else None
+    return Summary(
+        n=n,
+        median_ms=float(median),
+        mean_ms=float(np.mean(values)),
+        std_ms=std,
+        min_ms=float(ordered[0]),
+        max_ms=float(ordered[-1]),
+        iqr_ms=float(q3 - q1),
+        p5_ms=float(p5),
+        p95_ms=float(p95),
+        ci95_ms=(float(ordered[rank_low - 1]), float(ordered[rank_high - 1])),
+        noisy=bool(median > 0 and (q3 - q1) / median > NOISY_IQR_RATIO),
+    )

@@ -1,0 +1,11 @@
+"""Shared test setup: quiet TensorFlow, and load the frameworks in an order that lets them share a process."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# torch's FLOP counter imports triton, which crashes when it loads after TensorFlow; load it first.
+try:
+    import torch.utils.flop_counter  # noqa: F401
+except ImportError:
+    pass

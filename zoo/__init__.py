@@ -1,0 +1,33 @@
+"""The model zoo: classic CNNs in PyTorch and TensorFlow behind one registry.
+
+Importing this package imports neither framework; ``build`` imports only the one asked for.
+"""
+
+from zoo import specs as _specs  # noqa: F401  (registers the models)
+from zoo._registry import (
+    FRAMEWORK_PACKAGES,
+    FRAMEWORKS,
+    UnknownNameError,
+    build,
+    get_spec,
+    list_models,
+    register_model,
+    resolve_framework,
+    resolve_models,
+)
+from zoo._spec import LayerSpec, LayerTableBuilder, ModelSpec
+
+__all__ = [
+    "FRAMEWORKS",
+    "FRAMEWORK_PACKAGES",
+    "LayerSpec",
+    "LayerTableBuilder",
+    "ModelSpec",
+    "UnknownNameError",
+    "build",
+    "get_spec",
+    "list_models",
+    "register_model",
+    "resolve_framework",
+    "resolve_models",
+]

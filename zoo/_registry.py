@@ -1,0 +1,97 @@
+"""The model registry: names to specs, and lazily imported per-framework builders."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from zoo._spec import ModelSpec
+
+# Canonical framework names, and the spellings users type for them.
+FRAMEWORKS: tuple[str, ...] = ("torch", "tf")
+_FRAMEWORK_ALIASES = {"torch": "torch", "pytorch": "torch", "tf": "tf", "tensorflow": "tf", "keras": "tf"}
+# The package each framework needs, to tell "not installed" apart from "unknown".
+FRAMEWORK_PACKAGES = {"torch": "torch", "tf": "tensorflow"}
+
+
+class UnknownNameError(ValueError):
+    """A model or framework name that the registry does not know; the message names the known ones."""
+
+    def __init__(self, what: str, name: str, known: list[str]) -> None:
+        self.what, self.name, self.known = what, name, known
+        close = difflib.get_close_matches(name, known, n=1)
+        self.suggestion = close[0] if close else None
+        hint = f" Did you mean {self.suggestion!r}?" if self.suggestion else ""
+        super().__init__(f"unknown {what} {name!r}. Known: {', '.join(known)}.{hint}")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    spec: ModelSpec
+    builders: dict[str, str]  # framework -> "module:function", imported only when that framework is built
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(spec: ModelSpec, *, torch: str, tf: str) -> ModelSpec:
+    """Add a model; ``torch`` and ``tf`` name its builders as ``"module:function"`` so nothing is imported now."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = _Entry(spec, {"torch": torch, "tf": tf})
+    return spec
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` filters with shell wildcards (``alexnet*``)."""
+    names = sorted(_REGISTRY)
+    if pattern is None:
+        return names
+    return [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+
+
+def resolve_models(patterns: list[str]) -> list[str]:
+    """Expand names, wildcards and ``all`` into model names, in the order given, without repeats."""
+    resolved: list[str] = []
+    for pattern in patterns:
+        if pattern == "all":
+            matches = list_models()
+        elif any(ch in pattern for ch in "*?["):
+            matches = list_models(pattern)
+            if not matches:
+                raise UnknownNameError("model pattern", pattern, list_models())
+        else:
+            matches = [get_spec(pattern).name]
+        resolved.extend(name for name in matches if name not in resolved)
+    return resolved
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model; raises ``UnknownNameError`` (a ``ValueError``) for an unknown name."""
+    try:
+        return _REGISTRY[name].spec
+    except KeyError:
+        raise UnknownNameError("model", name, list_models()) from None
+
+
+def resolve_framework(framework: str) -> str:
+    """Canonical framework name (``"torch"`` or ``"tf"``) for any accepted spelling."""
+    try:
+        return _FRAMEWORK_ALIASES[framework.strip().lower()]
+    except KeyError:
+        raise UnknownNameError("framework", framework, sorted(_FRAMEWORK_ALIASES)) from None
+
+
+def build(name: str, framework: str, **options: Any) -> Any:
+    """Build model ``name`` in ``framework`` with random weights.
+
+    Returns a ``torch.nn.Module`` for torch and a ``keras.Model`` for tf. Only that framework is imported.
+    """
+    spec = get_spec(name)
+    framework = resolve_framework(framework)
+    module_name, function_name = _REGISTRY[spec.name].builders[framework].split(":")
+    builder = getattr(importlib.import_module(module_name), function_name)
+    return builder(**options)
