@@ -7,6 +7,7 @@ same gradients of a mean cross-entropy loss with respect to every parameter.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -63,8 +64,9 @@ def load_frameworks() -> None:
     The FLOP counter imports triton, whose native module crashes the process when it loads after TensorFlow;
     loaded first, both live in one process.
     """
-    import tensorflow  # noqa: F401
-    import torch.utils.flop_counter  # noqa: F401
+    # An explicit sequence, so that no import sorter can reorder it.
+    for module in ("torch.utils.flop_counter", "tensorflow"):
+        importlib.import_module(module)
 
 
 def framework_counts(name: str) -> dict[str, dict[str, int]]:
