@@ -1,0 +1,91 @@
+"""Numerical parity of the torch and TensorFlow definitions with transferred weights, and that the check can fail."""
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo.parity import GRADS_RTOL, LOGITS_RTOL
+
+pytestmark = [pytest.mark.torch, pytest.mark.tf]
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_logits_and_gradients_agree(name):
+    from zoo.parity import check_parity
+
+    result = check_parity(name, batch_size=2)
+    assert result.logits_rel_diff <= LOGITS_RTOL == 1e-4
+    assert result.grads_rel_diff <= GRADS_RTOL
+    assert result.logits_max_abs > 0  # the comparison is not between two all-zero outputs
+    assert result.passed
+
+
+def _transferred(name):
+    from zoo.parity import load_frameworks
+    from zoo.transfer import torch_to_keras
+
+    load_frameworks()
+    import torch
+
+    torch.manual_seed(1)
+    spec = zoo.get_spec(name)
+    torch_model = zoo.build(name, "torch").eval()
+    keras_model = zoo.build(name, "tf")
+    torch_to_keras(spec, torch_model, keras_model)
+    images = np.random.default_rng(1).standard_normal((2, *spec.input_shape), dtype=np.float32)
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(images)).numpy()
+    return spec, torch_model, keras_model, images, expected
+
+
+def _rel(expected, got):
+    return float(np.max(np.abs(expected - got)) / np.max(np.abs(expected)))
+
+
+def test_flatten_order_matters(monkeypatch):
+    """Transferring fc6 without the NCHW -> NHWC column reorder must break parity (the check can fail)."""
+    from zoo import transfer
+
+    monkeypatch.setattr(transfer, "_flattened_from", lambda spec, name: None)
+    _, _, keras_model, images, expected = _transferred("alexnet-2012")
+    got = keras_model(images.transpose(0, 2, 3, 1), training=False).numpy()
+    assert _rel(expected, got) > 100 * LOGITS_RTOL
+
+
+def test_lrn_matches_torch_and_alpha_convention_matters():
+    """Keras LRN equals torch's at amplitudes where the constants matter; TF's undivided alpha would not."""
+    import tensorflow as tf
+    import torch
+
+    from zoo.specs import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
+    from zoo.tf_models import LocalResponseNormalization
+
+    activations = np.random.default_rng(2).uniform(0, 60, size=(2, 16, 7, 7)).astype(np.float32)
+    expected = torch.nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)(torch.from_numpy(activations)).numpy()
+    nhwc = activations.transpose(0, 2, 3, 1)
+    ours = LocalResponseNormalization(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)(nhwc).numpy().transpose(0, 3, 1, 2)
+    assert _rel(expected, ours) < 1e-5
+    undivided = tf.nn.local_response_normalization(
+        nhwc, depth_radius=LRN_SIZE // 2, bias=LRN_K, alpha=LRN_ALPHA, beta=LRN_BETA
+    ).numpy().transpose(0, 3, 1, 2)
+    assert _rel(expected, undivided) > 1e-2
+
+
+def test_ungrouped_twin_is_refused():
+    """A Keras 2012 net whose conv2 lost its two groups cannot take the torch weights: transfer says which layer."""
+    import keras
+
+    from zoo.transfer import torch_to_keras
+
+    spec, torch_model, keras_model, _, _ = _transferred("alexnet-2012")
+
+    def ungroup_conv2(layer):
+        config = layer.get_config()
+        if layer.name == "conv2":
+            config["groups"] = 1
+        return layer.__class__.from_config(config)
+
+    ungrouped = keras.models.clone_model(keras_model, clone_function=ungroup_conv2)
+    assert keras_model.get_layer("conv2").kernel.shape == (5, 5, 48, 256)
+    with pytest.raises(ValueError, match=r"conv2.*\(5, 5, 96, 256\)"):
+        torch_to_keras(spec, torch_model, ungrouped)
