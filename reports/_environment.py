@@ -1,0 +1,64 @@
+"""The environment a run was measured in, flattened to labelled rows for the terminal and markdown tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Known keys first, in the order a reader wants them, with the label each is shown under; any other key
+# follows under its own name, so nothing the harness records is hidden.
+_LABELS = {
+    "started_at": "started",
+    "finished_at": "finished",
+    "host": "host",
+    "os": "OS",
+    "python": "Python",
+    "cpu_model": "CPU",
+    "cpu_cores": "CPU cores",
+    "threads": "threads",
+    "git_commit": "git commit",
+    "git_dirty": "uncommitted changes",
+    "command": "command",
+}
+_ORDER = {key: index for index, key in enumerate(_LABELS)}
+
+
+def environment_rows(environment: Mapping[str, Any]) -> dict[str, str]:
+    """Label -> value, nested dicts flattened ("torch cuda", "peak GFLOP/s cuda bf16")."""
+    rows: dict[str, str] = {}
+    for key in sorted(environment, key=lambda key: _ORDER.get(key, len(_ORDER))):
+        value = environment[key]
+        if key == "frameworks" and isinstance(value, Mapping):
+            for framework, details in value.items():
+                _flatten(rows, framework, details)
+        elif key == "peaks" and isinstance(value, Mapping):
+            for device, by_dtype in value.items():
+                _flatten(rows, f"peak GFLOP/s {device}", by_dtype)
+        else:
+            _flatten(rows, _LABELS.get(key, key), value)
+    return rows
+
+
+def merged_environment_rows(environments: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+    """One row per label found in any run, one value per run ("" where a run lacks it)."""
+    per_run = [environment_rows(environment) for environment in environments]
+    labels = list(dict.fromkeys(label for rows in per_run for label in rows))
+    return [(label, [rows.get(label, "") for rows in per_run]) for label in labels]
+
+
+def _flatten(rows: dict[str, str], label: str, value: Any) -> None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            _flatten(rows, f"{label} {key}", inner)
+    else:
+        rows[label] = _text(value)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return " ".join(_text(item) for item in value)
+    return str(value)

@@ -1,0 +1,255 @@
+"""A markdown report of one or several run files, with its PNG charts beside it; renders on GitHub."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bench.record import FLOP_CONVENTION, MODES, Run
+from bench.stats import CONFIDENCE, NOISY_IQR_RATIO
+from reports import _format
+from reports._environment import merged_environment_rows
+from reports._files import ensure_folder
+from reports._groups import (
+    LabelledResult,
+    by_model_and_mode,
+    labelled_results,
+    run_labels,
+    series_name,
+    setting,
+    sort_key,
+    time_vs_fastest,
+)
+from reports.plots import plot_batch_scaling, plot_median_times
+
+TITLE = "CNN benchmark report"
+NOISY_MARK = "~"
+_TEXT_COLUMNS = {"run", "device", "precision", "framework", "variant", "mode", "series",
+                 "configuration", "status", "reason"}
+
+
+def write_report(runs: list[Run], out_path: str | Path) -> Path:
+    """Write the report and its charts (``{stem}-{model}-*.png`` beside it); returns the markdown path.
+
+    Several runs (say one CPU box and one GPU box) share one report: the environment table has a column per
+    run, and results from different runs are never compared with each other, only within a run.
+    """
+    if not runs:
+        raise ValueError("a report needs at least one run")
+    out_path = Path(out_path)
+    ensure_folder(out_path.parent)
+    median_charts = plot_median_times(runs, out_path.parent, out_path.stem)
+    scaling_charts = plot_batch_scaling(runs, out_path.parent, out_path.stem)
+    entries = labelled_results(runs)
+    measured = [entry for entry in entries if entry.result.status == "ok"]
+    with_run = len(runs) > 1
+    sections = [
+        _heading(runs),
+        _environment_section(runs),
+        _results_section(measured, with_run, median_charts, scaling_charts),
+        _methodology_section(runs),
+        _not_measured_section([entry for entry in entries if entry.result.status != "ok"], with_run),
+    ]
+    out_path.write_text("\n\n".join(section for section in sections if section) + "\n")
+    return out_path
+
+
+def _heading(runs: Sequence[Run]) -> str:
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    labels = run_labels(runs)
+    sources = ", ".join(f"`{run.path}`" if run.path else label for label, run in zip(labels, runs, strict=True))
+    return f"# {TITLE}\n\nGenerated {generated} from {sources}."
+
+
+def _environment_section(runs: Sequence[Run]) -> str:
+    rows = merged_environment_rows([run.environment for run in runs])
+    if not rows:
+        return "## Environment\n\nThe run files record no environment."
+    headers = ["setting", *run_labels(runs)] if len(runs) > 1 else ["setting", "value"]
+    return "## Environment\n\n" + _table(headers, [[label, *values] for label, values in rows], text_columns=headers)
+
+
+def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_charts: dict[str, Path],
+                     scaling_charts: dict[str, Path]) -> str:
+    if not measured:
+        return "## Results\n\nNo configuration was measured."
+    parts = [
+        "## Results",
+        f"Times are per batch; the median is the headline figure, with a distribution-free {CONFIDENCE:.0%} "
+        f"confidence interval of the median. {NOISY_MARK} marks a noisy result (interquartile range above "
+        f"{NOISY_IQR_RATIO:.0%} of the median). *Time vs fastest* divides each median by the fastest one at the "
+        "same device, precision and batch size" + (" in the same run." if with_run else "."),
+    ]
+    groups = by_model_and_mode(measured)
+    for model in dict.fromkeys(model for model, _ in groups):
+        parts.append(f"### {model}")
+        for (group_model, mode), group in groups.items():
+            if group_model == model:
+                parts.append(_mode_section(mode, group, with_run))
+        if model in median_charts:
+            parts.append(f"![{model}: median step time]({median_charts[model].name})")
+        if model in scaling_charts:
+            parts.append(_scaling_tables(model, [entry for entry in measured if entry.result.config.model == model],
+                                        with_run))
+            parts.append(f"![{model}: throughput against batch size]({scaling_charts[model].name})")
+    return "\n\n".join(parts)
+
+
+def _mode_section(mode: str, group: Sequence[LabelledResult], with_run: bool) -> str:
+    with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
+    headers = (["run"] if with_run else []) + ["device", "precision", "batch", "framework"]
+    headers += (["variant"] if with_variant else []) + [
+        "median (ms)", f"{CONFIDENCE:.0%} CI (ms)", "ms / image", "images / s", "GFLOP / s", "MFU (%)",
+        "peak memory", "first step (ms)", "samples", "time vs fastest",
+    ]
+    rows = []
+    for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
+        result, config = entry.result, entry.result.config
+        derived = result.derived()
+        row = ([entry.run] if with_run else []) + [config.device, config.precision, str(config.batch_size),
+                                                   config.framework]
+        if with_variant:
+            row.append(_format.variant(config.compile, config.channels_last))
+        row += [
+            (NOISY_MARK if derived["noisy"] else "") + _format.milliseconds(derived["median_ms"]),
+            _format.confidence_interval(derived["ci95_ms"]),
+            _format.milliseconds(derived["ms_per_image"]),
+            _format.rate(derived["images_per_s"]),
+            _format.rate(derived["gflops_per_s"]),
+            _format.percent(derived["mfu"]),
+            _format.byte_size(result.peak_memory_bytes),
+            _format.milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
+            f"{derived['n']} (capped)" if result.capped else str(derived["n"]),
+            _format.ratio(ratio),
+        ]
+        rows.append(row)
+    parts = [f"#### {mode}"]
+    if mode in MODES:
+        parts.append(f"*{MODES[mode]}*")
+    parts.append(_table(headers, rows))
+    speedups = _speedup_lines(group, with_run)
+    if speedups:
+        parts.append("\n".join(speedups))
+    return "\n\n".join(parts)
+
+
+def _speedup_lines(group: Sequence[LabelledResult], with_run: bool) -> list[str]:
+    """A sentence per setting where several frameworks ran: how much faster the fastest is than each other."""
+    by_setting: dict[tuple, list[LabelledResult]] = {}
+    for entry in group:
+        by_setting.setdefault(setting(entry), []).append(entry)
+    lines = []
+    for (run, device, precision, batch_size), entries in by_setting.items():
+        if len(entries) < 2:
+            continue
+        fastest, *others = sorted(entries, key=lambda entry: entry.median_ms)
+        where = f"{run}, " if with_run else ""
+        comparisons = []
+        for other in others:
+            low, high = fastest.result.derived()["ci95_ms"]
+            other_low, _ = other.result.derived()["ci95_ms"]
+            # Overlapping intervals: the gap is within what the samples can resolve, so no winner is claimed.
+            if other_low <= high:
+                comparisons.append(f"{_name(fastest)} and {_name(other)} are indistinguishable "
+                                   f"({CONFIDENCE:.0%} CIs overlap)")
+            else:
+                comparisons.append(f"{_name(fastest)} is {_format.ratio(other.median_ms / fastest.median_ms)} "
+                                   f"faster than {_name(other)}")
+        lines.append(f"- {where}{device}, {precision}, batch {batch_size}: " + "; ".join(comparisons) + ".")
+    return lines
+
+
+def _name(entry: LabelledResult) -> str:
+    config = entry.result.config
+    variant = _format.variant(config.compile, config.channels_last)
+    return f"**{config.framework}**" + (f" ({variant})" if variant else "")
+
+
+def _scaling_tables(model: str, entries: Sequence[LabelledResult], with_run: bool) -> str:
+    """Images/s and ms/image with a column per batch size and a row per series, so each curve reads across."""
+    series: dict[tuple[str, str], dict[int, dict]] = {}
+    for entry in sorted(entries, key=lambda entry: (entry.result.config.mode, sort_key(entry))):
+        key = (entry.result.config.mode, series_name(entry, with_run))
+        series.setdefault(key, {})[entry.result.config.batch_size] = entry.result.derived()
+    batch_sizes = sorted({entry.result.config.batch_size for entry in entries})
+    headers = ["mode", "series", *(f"batch {size}" for size in batch_sizes)]
+    parts = [f"#### Batch-size scaling of {model}"]
+    for unit, figure, formatter in (("images / s", "images_per_s", _format.rate),
+                                    ("ms / image", "ms_per_image", _format.milliseconds)):
+        rows = [[mode, name, *(formatter(by_batch[size][figure]) if size in by_batch else "" for size in batch_sizes)]
+                for (mode, name), by_batch in series.items()]
+        parts.append(f"Throughput ({unit}):\n\n" if unit == "images / s" else f"Time per image ({unit}):\n\n")
+        parts[-1] += _table(headers, rows)
+    return "\n\n".join(parts)
+
+
+def _methodology_section(runs: Sequence[Run]) -> str:
+    results = [result for run in runs for result in run.results]
+    protocols: dict[tuple, int] = {}
+    for result in results:
+        config = result.config
+        protocols[(config.warmup, config.iters, config.max_time_s)] = protocols.get(
+            (config.warmup, config.iters, config.max_time_s), 0) + 1
+    protocol_lines = [
+        f"- {warmup} untimed burn-in steps, then {iters} timed steps"
+        + (f", stopping early once {max_time_s:g} s of timed steps have run (such results are marked capped)"
+           if max_time_s is not None else "")
+        + f" ({count} configuration{'s' if count != 1 else ''})"
+        for (warmup, iters, max_time_s), count in protocols.items()
+    ]
+    modes = dict.fromkeys(result.config.mode for result in results)
+    mode_lines = [f"- **{mode}**: {MODES.get(mode, 'not described in this version of the suite')}" for mode in modes]
+    thread_lines = []
+    for label, run in zip(run_labels(runs), runs, strict=True):
+        configured = sorted({result.config.threads for result in run.results if result.config.threads is not None})
+        threads = ", ".join(map(str, configured)) or str(run.environment.get("threads", "the framework default"))
+        thread_lines.append(f"- {label}: {threads}" if len(runs) > 1 else f"Threads per worker: {threads}.")
+    parts = [
+        "## Methodology",
+        "Each configuration runs in a fresh worker process, so frameworks never share a process, and thread "
+        "counts and TensorFlow's memory growth are set before the framework initialises.",
+        "Burn-in covers autotuning and compilation (cuDNN, `torch.compile`, XLA); its first step is reported "
+        "separately as *first step*. The timed protocol:",
+        "\n".join(protocol_lines),
+        "Every timed step ends with a synchronisation with the device (`torch.cuda.synchronize()` for torch, "
+        "`tf.test.experimental.sync_devices()` for TensorFlow) before the clock stops, so a sample covers the "
+        "device's work and not only its launch. Inputs are already on the device and of fixed shape.",
+        "What each mode's timed step contains:",
+        "\n".join(mode_lines),
+        f"FLOP convention: {FLOP_CONVENTION}. MFU is the achieved FLOP/s over the device's peak for the precision "
+        "used; blank where the peak is unknown.",
+        f"Statistics come from every timed sample: median with a distribution-free {CONFIDENCE:.0%} confidence "
+        "interval from order statistics, and a result is noisy when its interquartile range exceeds "
+        f"{NOISY_IQR_RATIO:.0%} of its median.",
+        "\n".join(thread_lines) if len(runs) == 1 else "Threads per worker:\n\n" + "\n".join(thread_lines),
+    ]
+    return "\n\n".join(parts)
+
+
+def _not_measured_section(entries: Sequence[LabelledResult], with_run: bool) -> str:
+    if not entries:
+        return ""
+    headers = (["run"] if with_run else []) + ["configuration", "status", "reason"]
+    rows = [([entry.run] if with_run else []) + [entry.result.config.label(), entry.result.status,
+                                                  entry.result.reason or "no reason recorded"]
+            for entry in entries]
+    return "## Skipped and failed configurations\n\n" + _table(headers, rows)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: Collection[str] = _TEXT_COLUMNS) -> str:
+    """A GitHub table with the columns not in ``text_columns`` (the figures) right-aligned, so digits line up.
+
+    tabulate's "pipe" format is GitHub's table syntax with the alignment colons that its "github" format drops.
+    """
+    alignment = ["left" if header in text_columns else "right" for header in headers]
+    # Cells are formatted already; number parsing would strip trailing zeros and separators.
+    return tabulate([[_cell(value) for value in row] for row in rows], headers=[_cell(h) for h in headers],
+                    tablefmt="pipe", disable_numparse=True, colalign=alignment)
+
+
+def _cell(text: str) -> str:
+    """A pipe would end the cell and a newline the row, in GitHub's table syntax."""
+    return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")

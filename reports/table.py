@@ -1,0 +1,131 @@
+"""Rich terminal tables of a run: its environment, one table per model and mode, then what was not measured."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from bench.record import MODES, Result, Run
+from bench.stats import NOISY_IQR_RATIO
+from reports import _format
+from reports._environment import environment_rows
+from reports._groups import LabelledResult, by_model_and_mode, time_vs_fastest
+from reports.compare import SIGNIFICANCE, Comparison
+
+NOISY_MARK = "~"
+CAPPED_MARK = "capped"
+_TEXT_COLUMNS = ("framework", "device", "precision", "variant")
+
+
+def render_run(source: Run | Sequence[Result], console: Console) -> None:
+    """Print a run (environment first) or a list of results to ``console``."""
+    if isinstance(source, Run):
+        console.print(environment_table(source))
+        results = source.results
+    else:
+        results = list(source)
+    measured = [LabelledResult("", result) for result in results if result.status == "ok"]
+    for (model, mode), group in by_model_and_mode(measured).items():
+        console.print(results_table(model, mode, group))
+    legend = _legend([entry.result for entry in measured])
+    if legend:
+        console.print(Text("\n".join(legend), style="dim"))
+    unmeasured = [result for result in results if result.status != "ok"]
+    if unmeasured:
+        console.print(not_measured_table(unmeasured))
+    if not results:
+        console.print("The run holds no results.")
+
+
+def environment_table(run: Run) -> Table:
+    table = Table(title=f"Environment of {run.path}" if run.path else "Environment", title_justify="left")
+    table.add_column("setting")
+    table.add_column("value", overflow="fold")
+    for label, value in environment_rows(run.environment).items():
+        table.add_row(label, value)
+    return table
+
+
+def results_table(model: str, mode: str, group: Sequence[LabelledResult]) -> Table:
+    """One model and mode: a row per configuration, each setting's frameworks on adjacent rows."""
+    with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
+    table = Table(title=f"{model} — {mode}", caption=MODES.get(mode), title_justify="left", caption_justify="left")
+    columns = ["framework", "device", "precision", "batch"] + (["variant"] if with_variant else [])
+    columns += ["median ms (95% CI)", "ms / image", "images / s", "GFLOP / s", "MFU %", "peak memory",
+                "first step ms", "samples", "time vs fastest"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in _TEXT_COLUMNS else "right")
+    for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
+        result, config = entry.result, entry.result.config
+        derived = result.derived()
+        mark = NOISY_MARK if derived["noisy"] else ""
+        row = [config.framework, config.device, config.precision, str(config.batch_size)]
+        if with_variant:
+            row.append(_format.variant(config.compile, config.channels_last))
+        row += [
+            f"{mark}{_format.milliseconds(derived['median_ms'])} ({_format.confidence_interval(derived['ci95_ms'])})",
+            _format.milliseconds(derived["ms_per_image"]),
+            _format.rate(derived["images_per_s"]),
+            _format.rate(derived["gflops_per_s"]),
+            _format.percent(derived["mfu"]),
+            _format.byte_size(result.peak_memory_bytes),
+            _format.milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
+            f"{derived['n']} {CAPPED_MARK}" if result.capped else str(derived["n"]),
+            _format.ratio(ratio),
+        ]
+        table.add_row(*row, style="bold" if ratio == 1.0 else None)
+    return table
+
+
+def not_measured_table(results: Sequence[Result]) -> Table:
+    table = Table(title="Not measured", title_justify="left")
+    for column in ("configuration", "status", "reason"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        style = "red" if result.status == "failed" else "yellow"
+        table.add_row(result.config.label(), Text(result.status, style=style), result.reason or "no reason recorded")
+    return table
+
+
+def _legend(results: Sequence[Result]) -> list[str]:
+    lines = []
+    if results:
+        lines.append("time vs fastest: median over the fastest median at the same device, precision and batch size")
+    if any(result.derived()["noisy"] for result in results):
+        lines.append(f"{NOISY_MARK} noisy: interquartile range above {NOISY_IQR_RATIO:.0%} of the median")
+    if any(result.capped for result in results):
+        lines.append(f"{CAPPED_MARK}: stopped by the time limit (max_time_s) before every timed iteration ran")
+    return lines
+
+
+_VERDICT_STYLES = {"slower": "bold red", "faster": "green", "same": ""}
+
+
+def render_comparison(comparison: Comparison, console: Console) -> None:
+    """Print each compared configuration with its verdict, then what only one run measured, then a tally."""
+    table = Table(title="new against base", title_justify="left")
+    table.add_column("configuration")
+    for column in ("base ms", "new ms", "new/base", "p-value"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for pair in comparison.compared:
+        table.add_row(
+            pair.config.label(), _format.milliseconds(pair.base_median_ms), _format.milliseconds(pair.new_median_ms),
+            _format.ratio(pair.ratio), f"{pair.p_value:.2g}", Text(pair.verdict, style=_VERDICT_STYLES[pair.verdict]),
+        )
+    console.print(table)
+    for title, configs in (("only in base", comparison.only_in_base), ("only in new", comparison.only_in_new)):
+        if configs:
+            console.print(f"{title}: " + "; ".join(config.label() for config in configs), highlight=False)
+    for result in comparison.failed_in_new:
+        console.print(Text(f"failed in new: {result.config.label()}: {result.reason or 'no reason recorded'}",
+                           style="bold red"))
+    tally = ", ".join(f"{len(comparison.with_verdict(verdict))} {verdict}" for verdict in ("slower", "faster", "same"))
+    console.print(
+        f"{tally}. A verdict needs a two-sided Mann-Whitney U p < {SIGNIFICANCE:g} and a median shift beyond "
+        f"{comparison.threshold:.1%}.",
+        highlight=False,
+    )
