@@ -1,0 +1,57 @@
+"""What a run was measured on: host, OS, Python, CPU, memory and the project's git commit (no framework imports)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip()
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def host_environment(threads: int | None = None) -> dict:
+    """The host-level facts of a run; framework versions and GPU details are added by the workers."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "started_at": now_utc(),
+        "host": platform.node(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "threads": threads or os.cpu_count(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "frameworks": {},
+    }

@@ -1,0 +1,95 @@
+"""The framework-agnostic timing loop: burn-in, then timed steps, each ended by a device synchronisation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# A time budget may end the timed loop early, but never before this many samples (or ``iters``, if fewer).
+MIN_SAMPLES = 10
+# Progress is reported at most this often, so that reporting cannot crowd the loop on tiny models.
+PROGRESS_INTERVAL_S = 0.2
+
+Progress = Callable[[str, int, int], None]  # (phase "warmup" | "timed", done, total)
+
+
+class RetraceError(RuntimeError):
+    """The step was traced or compiled again inside the timed window: its samples would mix in compile time."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the loop measured: every timed sample in ms, the first call alone, and whether the budget cut it short."""
+
+    samples_ms: list[float]
+    first_step_ms: float
+    capped: bool
+
+
+def time_step(
+    step: Callable[[], object],
+    synchronize: Callable[[], None],
+    *,
+    warmup: int,
+    iters: int,
+    max_time_s: float | None = None,
+    on_progress: Progress | None = None,
+    trace_count: Callable[[], int] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Timing:
+    """Run ``warmup`` untimed steps, then up to ``iters`` timed ones.
+
+    Each sample spans one ``step()`` and the ``synchronize()`` that waits for the device to finish it, so
+    asynchronous GPU work is inside the sample it belongs to. The first call (tracing, compilation, cuDNN
+    autotuning) is timed on its own as ``first_step_ms`` and is never a sample unless ``warmup`` is 0.
+    ``max_time_s`` caps the timed loop's wall time; it stops only once ``MIN_SAMPLES`` samples exist.
+    ``trace_count``, if given, must not change during the timed loop, or ``RetraceError`` is raised.
+    """
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0. Received: warmup={warmup}")
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1. Received: iters={iters}")
+    report = _throttled(on_progress, clock)
+
+    first_step_ms: float | None = None
+    for done in range(warmup):
+        start = clock()
+        step()
+        synchronize()
+        if first_step_ms is None:
+            first_step_ms = (clock() - start) * 1e3
+        report("warmup", done + 1, warmup)
+
+    minimum = min(MIN_SAMPLES, iters)
+    samples_ms: list[float] = []
+    capped = False
+    traces_before = trace_count() if trace_count is not None else 0
+    loop_start = clock()
+    for done in range(iters):
+        start = clock()
+        step()
+        synchronize()
+        end = clock()
+        samples_ms.append((end - start) * 1e3)
+        report("timed", done + 1, iters)
+        if max_time_s and end - loop_start >= max_time_s and len(samples_ms) >= minimum and done + 1 < iters:
+            capped = True
+            break
+    if trace_count is not None and (traces_after := trace_count()) != traces_before:
+        raise RetraceError(f"step was traced/compiled inside the timed window ({traces_before} -> {traces_after})")
+    return Timing(samples_ms, first_step_ms if first_step_ms is not None else samples_ms[0], capped)
+
+
+def _throttled(on_progress: Progress | None, clock: Callable[[], float]) -> Progress:
+    if on_progress is None:
+        return lambda phase, done, total: None
+    last = [-float("inf")]
+
+    def report(phase: str, done: int, total: int) -> None:
+        now = clock()
+        if done == total or now - last[0] >= PROGRESS_INTERVAL_S:
+            last[0] = now
+            on_progress(phase, done, total)
+
+    return report

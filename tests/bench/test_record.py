@@ -1,0 +1,92 @@
+"""The result record and the run file: derived figures, round trips, atomic writes and unreadable files."""
+
+import json
+
+import pytest
+
+from bench.record import SCHEMA, Config, Result, Run, RunFileError, read_run, write_run
+
+
+def _result(**changes):
+    values = {"config": Config("alexnet", "torch", "cpu", "forward-backward", 8), "status": "ok",
+              "samples_ms": (100.0, 200.0, 300.0), "macs_per_image": 714_188_480}
+    values.update(changes)
+    return Result(**values)
+
+
+def test_derived_figures_by_hand():
+    derived = _result().derived()
+    assert derived["median_ms"] == 200.0
+    assert derived["images_per_s"] == pytest.approx(8 / 0.2)  # batch / median
+    assert derived["ms_per_image"] == pytest.approx(25.0)
+    # forward-backward counts 3 x forward; 2 FLOPs per MAC: 3 * 2 * 714,188,480 * 8 per step, over 0.2 s
+    assert derived["gflops_per_s"] == pytest.approx(3 * 2 * 714_188_480 * 8 / 0.2 / 1e9)
+    assert derived["mfu"] is None
+
+
+def test_forward_counts_once_and_mfu_uses_peak():
+    result = _result(config=Config("lenet", "tf", "cpu", "forward", 4), macs_per_image=416_520,
+                     peak_gflops_per_s=10.0, samples_ms=(1.0,))
+    assert result.flops_per_step == 2 * 416_520 * 4
+    assert result.derived()["mfu"] == pytest.approx(2 * 416_520 * 4 / 1e-3 / 1e9 / 10.0)
+
+
+def test_round_trip_keeps_samples_unrounded():
+    result = _result(samples_ms=(0.123456789012, 0.2, 0.3))
+    restored = Result.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert restored == result
+    assert restored.samples_ms[0] == 0.123456789012
+
+
+def test_skipped_result_has_no_statistics():
+    derived = _result(status="skipped", reason="no GPU", samples_ms=()).derived()
+    assert derived["n"] == 0 and derived["median_ms"] is None and derived["images_per_s"] is None
+
+
+def test_status_is_validated():
+    with pytest.raises(ValueError, match="status"):
+        _result(status="fine")
+    with pytest.raises(ValueError, match="samples"):
+        _result(samples_ms=())
+
+
+def test_config_key_ignores_protocol_fields():
+    a = Config("lenet", "torch", "cpu", "forward", 1, iters=100)
+    b = Config("lenet", "torch", "cpu", "forward", 1, iters=20, warmup=3, max_time_s=5.0)
+    assert a.key() == b.key() and a != b
+
+
+def test_write_is_atomic_and_readable(tmp_path):
+    path = tmp_path / "run" / "results.json"
+    write_run(path, Run(environment={"host": "h"}, results=[_result()]))
+    write_run(path, Run(environment={"host": "h"}, results=[_result(), _result(status="failed", reason="x",
+                                                                                samples_ms=())]))
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary left behind
+    document = json.loads(path.read_text())
+    assert document["schema"] == SCHEMA and len(document["results"]) == 2
+    assert "3 x forward" in document["flop_convention"]
+    run = read_run(path.parent)  # a run folder is accepted
+    assert [r.status for r in run.results] == ["ok", "failed"]
+
+
+def test_unreadable_files_say_what_is_wrong(tmp_path):
+    with pytest.raises(RunFileError, match="no results file"):
+        read_run(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("hello")
+    with pytest.raises(RunFileError, match="not valid JSON"):
+        read_run(bad)
+    good = tmp_path / "good.json"
+    write_run(good, Run(environment={}, results=[_result()]))
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(good.read_text()[:200])
+    with pytest.raises(RunFileError, match="truncated"):
+        read_run(truncated)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"schema": 99, "results": []}))
+    with pytest.raises(RunFileError, match="schema 99"):
+        read_run(other)
+    not_ours = tmp_path / "list.json"
+    not_ours.write_text("[1, 2]")
+    with pytest.raises(RunFileError, match="not a results file"):
+        read_run(not_ours)

@@ -1,0 +1,130 @@
+"""Configurations in isolated workers: the cross product, faults becoming results, nothing measured lost."""
+
+import json
+import sys
+
+import pytest
+
+from bench.record import Config, read_run
+from bench.runner import expand, run_configs, run_worker
+
+FAKE_OK = """
+import json, sys
+config = json.loads(sys.argv[-1])
+print(json.dumps({"event": "progress", "phase": "timed", "done": 3, "total": 3}))
+print(json.dumps({"event": "result", "status": "ok", "samples_ms": [1.0, 2.0, 3.0], "first_step_ms": 9.0,
+                  "capped": False, "peak_memory_bytes": 1024, "environment": {"version": "fake"}}))
+"""
+
+
+def _fake(script: str) -> tuple[str, ...]:
+    return (sys.executable, "-c", script)
+
+
+def _config(**changes) -> Config:
+    values = {"model": "lenet", "framework": "torch", "device": "cpu", "mode": "forward", "batch_size": 2,
+              "warmup": 1, "iters": 12}
+    values.update(changes)
+    return Config(**values)
+
+
+def test_expand_is_the_cross_product():
+    configs = expand(["lenet", "alexnet"], ["torch", "tf"], ["cpu"], ["forward", "forward-backward"], [1, 8],
+                     ["fp32", "bf16"], warmup=3, iters=7, max_time_s=5.0)
+    assert len(configs) == 2 * 2 * 2 * 2 * 2
+    assert len(set(configs)) == len(configs)
+    assert all(c.warmup == 3 and c.iters == 7 and c.max_time_s == 5.0 for c in configs)
+    assert [c.model for c in configs[:16]] == ["lenet"] * 16  # grouped by model
+
+
+def test_worker_result_and_progress_are_read():
+    progress = []
+
+    class Observer:
+        def on_progress(self, index, phase, done, total):
+            progress.append((phase, done, total))
+
+    result, environment = run_worker(_config(), 60, Observer(), 0, worker_command=_fake(FAKE_OK))
+    assert result.status == "ok" and result.samples_ms == (1.0, 2.0, 3.0)
+    assert result.first_step_ms == 9.0 and result.macs_per_image == 416_520
+    assert environment == {"version": "fake"} and progress == [("timed", 3, 3)]
+
+
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "worker killed by SIGSEGV"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "SIGKILL (out of memory?)"),
+        ("import sys; print('boom: bad things', file=sys.stderr); sys.exit(3)", "exited with code 3: boom: bad things"),
+        ("import time; time.sleep(60)", "timed out after 1 s"),
+    ],
+)
+def test_worker_faults_become_failed_results(script, reason):
+    result, _ = run_worker(_config(), 1 if "sleep" in script else 60, worker_command=_fake(script))
+    assert result.status == "failed"
+    assert result.reason.startswith("torch: ") and reason in result.reason
+
+
+def test_run_file_rewritten_after_each_configuration(tmp_path):
+    path = tmp_path / "results.json"
+    seen_on_disk = []
+
+    class Observer:
+        def on_start(self, index, config):
+            seen_on_disk.append(len(read_run(path).results))
+
+        def on_progress(self, *args):
+            pass
+
+        def on_result(self, index, result):
+            pass
+
+    run = run_configs([_config(), _config(mode="forward-backward")], path, observer=Observer(),
+                      worker_command=_fake(FAKE_OK))
+    assert seen_on_disk == [0, 1]
+    assert len(read_run(path).results) == 2 == len(run.results)
+    assert read_run(path).environment["frameworks"]["torch"] == {"version": "fake"}
+    assert "finished_at" in read_run(path).environment
+
+
+def test_interrupt_keeps_what_was_measured(tmp_path):
+    path = tmp_path / "results.json"
+
+    class StopOnSecond:
+        def on_start(self, index, config):
+            if index == 1:
+                raise KeyboardInterrupt
+
+        def on_progress(self, *args):
+            pass
+
+        def on_result(self, index, result):
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        run_configs([_config(), _config(batch_size=4)], path, observer=StopOnSecond(), worker_command=_fake(FAKE_OK))
+    saved = read_run(path)
+    assert [r.config.batch_size for r in saved.results] == [2]
+
+
+def test_skip_reason_reused_for_same_framework_device_precision(tmp_path):
+    script = """
+import json
+print(json.dumps({"event": "result", "status": "skipped", "reason": "torch: no CUDA GPU visible"}))
+"""
+    configs = [_config(device="cuda"), _config(device="cuda", mode="train"), _config(device="cuda", model="alexnet")]
+    run = run_configs(configs, tmp_path / "r.json", worker_command=_fake(script))
+    assert [r.status for r in run.results] == ["skipped"] * 3
+    assert {r.reason for r in run.results} == {"torch: no CUDA GPU visible"}
+
+
+@pytest.mark.torch
+def test_real_torch_worker_times_lenet(tmp_path):
+    run = run_configs([_config(iters=12, warmup=2)], tmp_path / "results.json")
+    (result,) = run.results
+    assert result.status == "ok", result.reason
+    assert len(result.samples_ms) == 12 and all(s > 0 for s in result.samples_ms)
+    assert result.peak_memory_bytes > 0 and result.extra["threads"] >= 1
+    assert run.environment["frameworks"]["torch"]["version"]
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["results"][0]["median_ms"] == result.derived()["median_ms"]

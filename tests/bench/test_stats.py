@@ -1,0 +1,70 @@
+"""Statistics against hand-computed values, including the mistakes peer suites made."""
+
+import math
+
+import pytest
+from scipy import stats as scipy_stats
+
+from bench.stats import NOISY_IQR_RATIO, median_ci_ranks, summarize
+
+
+def test_five_samples_by_hand():
+    s = summarize([1.0, 2.0, 3.0, 4.0, 10.0])
+    assert s.n == 5
+    assert s.median_ms == 3.0
+    assert s.mean_ms == 4.0
+    # sample variance: (9 + 4 + 1 + 0 + 36) / (5 - 1) = 12.5
+    assert s.std_ms == pytest.approx(math.sqrt(12.5))
+    assert (s.min_ms, s.max_ms) == (1.0, 10.0)
+    # linear interpolation: p25 at rank 1.0 -> 2, p75 at rank 3.0 -> 4, p5 at 0.2 -> 1.2, p95 at 3.8 -> 8.8
+    assert s.iqr_ms == 2.0
+    assert s.p5_ms == pytest.approx(1.2)
+    assert s.p95_ms == pytest.approx(8.8)
+    assert s.ci95_ms == (1.0, 10.0)  # n < 6: no order statistics reach 95%, so [min, max]
+    assert s.noisy  # IQR / median = 0.67
+
+
+def test_hundred_samples_by_hand():
+    s = summarize([float(v) for v in range(100, 0, -1)])  # order of arrival must not matter
+    assert s.n == 100  # the whole list counts: no sample dropped, none added
+    assert s.median_ms == 50.5
+    assert s.mean_ms == 50.5
+    assert s.iqr_ms == pytest.approx(75.25 - 25.75)
+    assert s.ci95_ms == (40.0, 61.0)  # the 40th and 61st order statistics
+
+
+def test_constant_samples_have_zero_spread():
+    # The seed started its squared-duration accumulator at 0.1, which gives constant samples a spread.
+    s = summarize([7.0] * 50)
+    assert s.std_ms == 0.0 and s.iqr_ms == 0.0
+    assert s.ci95_ms == (7.0, 7.0)
+    assert not s.noisy
+
+
+def test_std_is_sample_std_and_undefined_for_one_sample():
+    assert summarize([2.0, 4.0]).std_ms == pytest.approx(math.sqrt(2.0))
+    assert summarize([5.0]).std_ms is None
+
+
+def test_noisy_threshold_is_ten_percent_of_median():
+    assert NOISY_IQR_RATIO == 0.10
+    # [100-w, 100, 100, 100+w]: p25 at rank 0.75 is 100 - w/4, p75 at rank 2.25 is 100 + w/4, so IQR = w/2
+    assert summarize([80.0, 100.0, 100.0, 120.0]).iqr_ms == 10.0
+    assert not summarize([80.0, 100.0, 100.0, 120.0]).noisy  # exactly 10%: not above the threshold
+    assert summarize([70.0, 100.0, 100.0, 130.0]).noisy  # IQR 15
+
+
+@pytest.mark.parametrize("n", [6, 10, 20, 37, 100, 1000])
+def test_median_ci_ranks_are_the_tightest_with_95_percent_coverage(n):
+    low, high = median_ci_ranks(n)
+    assert high == n - low + 1
+    coverage = 1 - 2 * scipy_stats.binom.cdf(low - 1, n, 0.5)
+    assert coverage >= 0.95
+    tighter = 1 - 2 * scipy_stats.binom.cdf(low, n, 0.5)
+    assert tighter < 0.95
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [float("inf")]])
+def test_bad_samples_are_refused(bad):
+    with pytest.raises(ValueError):
+        summarize(bad)
