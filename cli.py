@@ -178,6 +178,127 @@ def _require_frameworks(frameworks) -> None:
             raise CliError(f"{framework}: {package} is not installed (pip install -e .)", exit_code=1)
 
 
+_RUN_HELP = "A run folder or its results.json."
+
+
+def _read_run(path: str):
+    """A run file that cannot be read exits 1, a missing one included: the command was typed correctly and
+    its input is what failed, as with an unwritable output."""
+    from bench.record import RunFileError, read_run
+
+    try:
+        return read_run(path)
+    except RunFileError as error:
+        raise CliError(str(error), exit_code=1) from None
+
+
+def _threshold(text: str) -> float:
+    """'5%' or '0.05' as the fraction 0.05; a bare number of 1 or more is refused as ambiguous."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise CliError(f"--threshold must be a percentage or a fraction below 1, such as 5% or 0.05. "
+                       f"Received: {text!r}", exit_code=2)
+    return value
+
+
+def _os_reason(error: OSError) -> str:
+    return f"{error.strerror}: {error.filename}" if error.strerror and error.filename else str(error)
+
+
+@app.command()
+def show(run: Annotated[str, typer.Argument(help=_RUN_HELP)]) -> None:
+    """Show a run: its environment, a table per model and mode, then what was skipped or failed.
+
+    Exit code: 0, or 1 when the run file cannot be read.
+    """
+    from reports.table import render_run
+
+    render_run(_read_run(run), console)
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help=_RUN_HELP)],
+    export_format: Annotated[str, typer.Option("--format", help="csv, json or parquet.")] = "csv",
+    out: Annotated[str | None, typer.Option(help="File to write (needed for parquet); default: stdout.")] = None,
+) -> None:
+    """Export one row per configuration, with every derived figure and the raw samples.
+
+    Exit code: 0; 1 when the run file cannot be read, the file cannot be written or no parquet engine is
+    installed; 2 for an unknown format or parquet without --out.
+    """
+    from reports.frame import EXPORT_FORMATS, ExportError, frame_text, runs_frame, write_frame
+
+    if export_format not in EXPORT_FORMATS:
+        raise CliError(f"unknown --format {export_format!r}; choose one of {', '.join(EXPORT_FORMATS)}", exit_code=2)
+    if export_format == "parquet" and out is None:
+        raise CliError("parquet is binary: give --out FILE", exit_code=2)
+    frame = runs_frame([_read_run(run)], with_run_column=False)
+    if out is None:
+        sys.stdout.write(frame_text(frame, export_format))
+        return
+    try:
+        written = write_frame(frame, out, export_format)
+    except ExportError as error:
+        raise CliError(str(error), exit_code=1) from None
+    except OSError as error:
+        raise CliError(f"cannot write {out}: {_os_reason(error)}", exit_code=1) from None
+    console.print(f"wrote {written}", markup=False, highlight=False)
+
+
+@app.command()
+def report(
+    runs: Annotated[list[str], typer.Argument(help="Run folders or results.json files; several share one report.")],
+    out: Annotated[str | None, typer.Option(help="Markdown file (default: report.md in the first run's folder); "
+                                            "charts are written beside it.")] = None,
+) -> None:
+    """Write a markdown report with its PNG charts: environment, results, scaling, methodology, failures.
+
+    Exit code: 0; 1 when a run file cannot be read or the report cannot be written.
+    """
+    from reports.markdown import write_report
+
+    loaded = [_read_run(path) for path in runs]
+    out_path = out if out is not None else loaded[0].path.parent / "report.md"
+    try:
+        written = write_report(loaded, out_path)
+    except OSError as error:
+        raise CliError(f"cannot write the report to {out_path}: {_os_reason(error)}", exit_code=1) from None
+    console.print(f"wrote {written}", markup=False, highlight=False)
+
+
+@app.command()
+def compare(
+    base: Annotated[str, typer.Argument(help="The run to compare against: " + _RUN_HELP)],
+    new: Annotated[str, typer.Argument(help="The run under test: " + _RUN_HELP)],
+    threshold: Annotated[str, typer.Option(help="Smallest change of a median that counts: 5% or 0.05.")] = "5%",
+    fail_on_regression: Annotated[
+        bool, typer.Option("--fail-on-regression", help="Exit 1 when a configuration is slower or now fails.")
+    ] = False,
+) -> None:
+    """Compare two runs configuration by configuration.
+
+    slower or faster needs both a two-sided Mann-Whitney U p < 0.01 and a median shift beyond the threshold;
+    anything else is the same. Exit code: 0; 1 when a run file cannot be read, the runs share no
+    configuration, or with --fail-on-regression something is slower or now fails; 2 for a bad threshold.
+    """
+    fraction = _threshold(threshold)
+    from reports.compare import ComparisonError, compare_runs
+    from reports.table import render_comparison
+
+    base_run, new_run = _read_run(base), _read_run(new)
+    try:
+        comparison = compare_runs(base_run, new_run, threshold=fraction)
+    except ComparisonError as error:
+        raise CliError(str(error), exit_code=1) from None
+    render_comparison(comparison, console)
+    if fail_on_regression and comparison.has_regression:
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app; turn every error into one line on stderr and an exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,107 @@
+"""reports.compare: a verdict needs a significant shift and one beyond the threshold."""
+
+from dataclasses import replace
+
+import pytest
+from synthetic import not_ok, ok, scaled
+
+from bench.record import Result, Run
+from reports.compare import (
+    SIGNIFICANCE,
+    ComparisonError,
+    NothingInCommonError,
+    compare_runs,
+    verdict_of,
+)
+
+
+def run(*results) -> Run:
+    return Run(environment={}, results=list(results))
+
+
+def test_two_samples_of_the_same_distribution_are_the_same():
+    (pair,) = compare_runs(run(ok(seed=1)), run(ok(seed=2))).compared
+    assert pair.verdict == "same"
+    assert pair.p_value > SIGNIFICANCE
+    assert pair.ratio == pytest.approx(1.0, abs=0.01)
+
+
+def test_twenty_percent_slower_is_slower():
+    base = ok(seed=1)
+    comparison = compare_runs(run(base), run(scaled(base, 1.2)))
+    (pair,) = comparison.compared
+    assert pair.verdict == "slower"
+    assert pair.ratio == pytest.approx(1.2)
+    assert pair.new_median_ms == pytest.approx(1.2 * pair.base_median_ms)
+    assert pair.p_value < 1e-6
+    assert comparison.has_regression
+
+
+def test_twenty_percent_faster_is_faster_and_no_regression():
+    base = ok(seed=1)
+    comparison = compare_runs(run(base), run(scaled(base, 0.8)))
+    assert [pair.verdict for pair in comparison.compared] == ["faster"]
+    assert not comparison.has_regression
+
+
+def test_a_significant_shift_below_the_threshold_is_the_same():
+    base = ok(seed=1)
+    (pair,) = compare_runs(run(base), run(scaled(base, 1.03)), threshold=0.05).compared
+    assert pair.p_value < SIGNIFICANCE  # the test alone would call it a regression
+    assert pair.verdict == "same"
+
+
+def test_a_large_shift_that_is_not_significant_is_the_same():
+    # Three samples each: even a 2x shift cannot reach p < 0.01 with a rank test.
+    base = replace(ok(), samples_ms=(10.0, 11.0, 12.0))
+    new = replace(ok(), samples_ms=(20.0, 22.0, 24.0))
+    (pair,) = compare_runs(run(base), run(new)).compared
+    assert pair.ratio == pytest.approx(2.0)
+    assert pair.p_value >= SIGNIFICANCE and pair.verdict == "same"
+
+
+@pytest.mark.parametrize(
+    ("ratio", "p_value", "verdict"),
+    [(1.2, 0.001, "slower"), (0.8, 0.001, "faster"), (1.2, 0.02, "same"), (1.04, 0.001, "same"),
+     (0.96, 0.001, "same"), (1.06, 0.001, "slower"), (1.2, SIGNIFICANCE, "same")],
+)
+def test_verdict_needs_both_significance_and_size(ratio, p_value, verdict):
+    assert verdict_of(ratio, p_value, threshold=0.05) == verdict
+
+
+def test_configurations_in_only_one_run_are_listed():
+    shared, base_only, new_only = ok(), ok(framework="tf"), ok(batch_size=64)
+    comparison = compare_runs(run(shared, base_only), run(shared, new_only))
+    assert [pair.config for pair in comparison.compared] == [shared.config]
+    assert comparison.only_in_base == [base_only.config]
+    assert comparison.only_in_new == [new_only.config]
+
+
+def test_a_configuration_that_now_fails_is_a_regression():
+    failing = not_ok("failed", "CUDA error", framework="torch")
+    base_result = Result(config=failing.config, status="ok", samples_ms=(1.0, 1.1, 1.2))
+    comparison = compare_runs(run(ok(), base_result), run(ok(), failing))
+    assert comparison.failed_in_new == [failing]
+    assert comparison.only_in_base == [failing.config]
+    assert comparison.has_regression
+
+
+def test_nothing_in_common_is_an_error_that_says_so():
+    with pytest.raises(NothingInCommonError, match="no configuration was measured in both runs"):
+        compare_runs(run(ok(framework="torch")), run(ok(framework="tf")))
+
+
+def test_failed_results_do_not_count_as_common():
+    with pytest.raises(NothingInCommonError):
+        compare_runs(run(not_ok("failed", "boom")), run(not_ok("failed", "boom")))
+
+
+def test_a_configuration_measured_twice_in_one_run_is_refused():
+    with pytest.raises(ComparisonError, match="twice"):
+        compare_runs(run(ok(), ok(seed=3)), run(ok()))
+
+
+@pytest.mark.parametrize("threshold", [-0.01, 1.0, 5.0])
+def test_threshold_must_be_a_fraction(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        compare_runs(run(ok()), run(ok()), threshold=threshold)
