@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bench.record import Result, Run
+from reports import _format
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,5 @@ def time_vs_fastest(group: Sequence[LabelledResult]) -> list[float]:
 def series_name(entry: LabelledResult, with_run: bool) -> str:
     """framework, then whatever else sets this series apart, for legends and column headers."""
     config = entry.result.config
-    parts = [config.framework, config.device, config.precision]
-    parts += [name for name, on in (("compile", config.compile), ("channels-last", config.channels_last)) if on]
-    return " ".join(([entry.run] if with_run else []) + parts)
+    parts = [config.framework, config.device, config.precision, _format.variant(config.compile, config.channels_last)]
+    return " ".join(part for part in ([entry.run] if with_run else []) + parts if part)

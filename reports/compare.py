@@ -1,11 +1,4 @@
-"""Compare two runs configuration by configuration: a regression is a shift both significant and large enough.
-
-A fixed threshold alone cries wolf: two runs of the same code differ by a few percent from scheduling, clocks
-and memory placement, and a noisy configuration's median moves by more than any sensible threshold. A test
-alone is no better: with a hundred samples a Mann-Whitney U test finds a 0.5% shift that nobody should act on.
-So a verdict needs both: a two-sided Mann-Whitney U p-value below ``SIGNIFICANCE`` (the whole sample
-distributions differ, not just two medians) and a ratio of medians beyond the threshold.
-"""
+"""Compare two runs configuration by configuration: a regression is a shift both significant and large enough."""
 
 from __future__ import annotations
 
@@ -66,8 +59,16 @@ def compare_runs(base: Run, new: Run, threshold: float = DEFAULT_THRESHOLD) -> C
     """Match the two runs' ok results by ``Config.key()`` and give each pair a verdict.
 
     ``slower`` when p < ``SIGNIFICANCE`` and new/base median > 1 + threshold, ``faster`` when p <
-    ``SIGNIFICANCE`` and the ratio < 1 - threshold, else ``same``. Raises ``NothingInCommonError`` when no
-    configuration was measured in both, ``ComparisonError`` when a run holds one configuration twice.
+    ``SIGNIFICANCE`` and the ratio < 1 - threshold, else ``same``.
+
+    A fixed threshold alone cries wolf: two runs of the same code differ by a few percent from scheduling,
+    clocks and memory placement, and a noisy configuration's median moves by more than any sensible threshold.
+    A test alone is no better: with a hundred samples Mann-Whitney U finds a 0.5% shift nobody should act on.
+    So a verdict needs both: a two-sided Mann-Whitney U p-value below ``SIGNIFICANCE`` (the sample
+    distributions differ, not just two medians) and a ratio of medians beyond the threshold.
+
+    Raises ``NothingInCommonError`` when no configuration was measured in both runs, ``ComparisonError`` when
+    a run holds one configuration twice, ``ValueError`` for a threshold outside [0, 1).
     """
     if not 0 <= threshold < 1:
         raise ValueError(f"threshold must be a fraction in [0, 1). Received: threshold={threshold!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -188,11 +189,7 @@ def _scaling_tables(model: str, entries: Sequence[LabelledResult], with_run: boo
 
 def _methodology_section(runs: Sequence[Run]) -> str:
     results = [result for run in runs for result in run.results]
-    protocols: dict[tuple, int] = {}
-    for result in results:
-        config = result.config
-        protocols[(config.warmup, config.iters, config.max_time_s)] = protocols.get(
-            (config.warmup, config.iters, config.max_time_s), 0) + 1
+    protocols = Counter((result.config.warmup, result.config.iters, result.config.max_time_s) for result in results)
     protocol_lines = [
         f"- {warmup} untimed burn-in steps, then {iters} timed steps"
         + (f", stopping early once {max_time_s:g} s of timed steps have run (such results are marked capped)"

@@ -1,8 +1,4 @@
-"""PNG charts for the markdown report: median time per framework and mode, and throughput against batch size.
-
-Figures are built with matplotlib's object API on the Agg canvas and never through ``pyplot``: no GUI backend
-is ever chosen, and no figure lingers in pyplot's global registry when a report draws many.
-"""
+"""PNG charts for the markdown report: median time per framework and mode, and throughput against batch size."""
 
 from __future__ import annotations
 
@@ -10,6 +6,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+# Figures are drawn on the Agg canvas directly and never through pyplot: no GUI backend is ever chosen, whatever
+# the environment, and no figure lingers in pyplot's global registry when a report draws many.
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -91,7 +90,7 @@ def write_plots(runs: Sequence[Run], out_dir: str | Path, prefix: str) -> list[P
     return [*plot_median_times(runs, out_dir, prefix).values(), *plot_batch_scaling(runs, out_dir, prefix).values()]
 
 
-def _median_panel(axes, entries: Sequence[LabelledResult], colours: dict[str, str], with_run: bool) -> None:
+def _median_panel(axes: Axes, entries: Sequence[LabelledResult], colours: dict[str, str], with_run: bool) -> None:
     modes = list(dict.fromkeys(entry.result.config.mode for entry in entries))
     series = list(dict.fromkeys(series_name(entry, with_run) for entry in sorted(entries, key=sort_key)))
     width = 0.8 / len(series)

@@ -13,7 +13,7 @@ from bench.stats import NOISY_IQR_RATIO
 from reports import _format
 from reports._environment import environment_rows
 from reports._groups import LabelledResult, by_model_and_mode, time_vs_fastest
-from reports.compare import SIGNIFICANCE, Comparison
+from reports.compare import SIGNIFICANCE, VERDICTS, Comparison
 
 NOISY_MARK = "~"
 CAPPED_MARK = "capped"
@@ -123,7 +123,7 @@ def render_comparison(comparison: Comparison, console: Console) -> None:
     for result in comparison.failed_in_new:
         console.print(Text(f"failed in new: {result.config.label()}: {result.reason or 'no reason recorded'}",
                            style="bold red"))
-    tally = ", ".join(f"{len(comparison.with_verdict(verdict))} {verdict}" for verdict in ("slower", "faster", "same"))
+    tally = ", ".join(f"{len(comparison.with_verdict(verdict))} {verdict}" for verdict in VERDICTS)
     console.print(
         f"{tally}. A verdict needs a two-sided Mann-Whitney U p < {SIGNIFICANCE:g} and a median shift beyond "
         f"{comparison.threshold:.1%}.",
