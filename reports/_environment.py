@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from reports import _format
+
 # Known keys first, in the order a reader wants them, with the label each is shown under; any other key
 # follows under its own name, so nothing the harness records is hidden.
 _LABELS = {
@@ -15,6 +17,7 @@ _LABELS = {
     "python": "Python",
     "cpu_model": "CPU",
     "cpu_cores": "CPU cores",
+    "memory_bytes": "memory",
     "threads": "threads",
     "git_commit": "git commit",
     "git_dirty": "uncommitted changes",
@@ -34,6 +37,8 @@ def environment_rows(environment: Mapping[str, Any]) -> dict[str, str]:
         elif key == "peaks" and isinstance(value, Mapping):
             for device, by_dtype in value.items():
                 _flatten(rows, f"peak GFLOP/s {device}", by_dtype)
+        elif key.endswith("_bytes") and isinstance(value, int):
+            rows[_LABELS.get(key, key)] = _format.byte_size(value)
         else:
             _flatten(rows, _LABELS.get(key, key), value)
     return rows

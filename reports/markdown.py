@@ -216,6 +216,8 @@ def _methodology_section(runs: Sequence[Run]) -> str:
         "device's work and not only its launch. Inputs are already on the device and of fixed shape.",
         "What each mode's timed step contains:",
         "\n".join(mode_lines),
+        "Peak memory is the device's allocator peak on a GPU and the worker process's peak resident memory on "
+        "a CPU.",
         f"FLOP convention: {FLOP_CONVENTION}. MFU is the achieved FLOP/s over the device's peak for the precision "
         "used; blank where the peak is unknown.",
         f"Statistics come from every timed sample: median with a distribution-free {CONFIDENCE:.0%} confidence "

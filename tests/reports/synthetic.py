@@ -12,6 +12,7 @@ ENVIRONMENT = {
     "host": "bench-box",
     "cpu_model": "Test CPU 9000",
     "cpu_cores": 2,
+    "memory_bytes": 8 * 2**30,
     "threads": 2,
     "frameworks": {"torch": {"version": "2.4.0", "cuda": None}, "tf": {"version": "2.18.0"}},
     "peaks": {"cpu": {"fp32": 100.0}},
