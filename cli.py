@@ -178,7 +178,7 @@ def _require_frameworks(frameworks) -> None:
             raise CliError(f"{framework}: {package} is not installed (pip install -e .)", exit_code=1)
 
 
-_RUN_HELP = "A run folder or its results.json."
+_RUN_HELP = "Run folder or its results.json."
 
 
 def _read_run(path: str):
@@ -209,10 +209,10 @@ def _os_reason(error: OSError) -> str:
 
 
 @app.command()
-def show(run: Annotated[str, typer.Argument(help=_RUN_HELP)]) -> None:
+def show(run: Annotated[str, typer.Argument(metavar="RUN", help=_RUN_HELP)]) -> None:
     """Show a run: its environment, a table per model and mode, then what was skipped or failed.
 
-    Exit code: 0, or 1 when the run file cannot be read.
+    Exit code: 0; 1 when the run file cannot be read.
     """
     from reports.table import render_run
 
@@ -221,14 +221,15 @@ def show(run: Annotated[str, typer.Argument(help=_RUN_HELP)]) -> None:
 
 @app.command()
 def export(
-    run: Annotated[str, typer.Argument(help=_RUN_HELP)],
+    run: Annotated[str, typer.Argument(metavar="RUN", help=_RUN_HELP)],
     export_format: Annotated[str, typer.Option("--format", help="csv, json or parquet.")] = "csv",
     out: Annotated[str | None, typer.Option(help="File to write (needed for parquet); default: stdout.")] = None,
 ) -> None:
     """Export one row per configuration, with every derived figure and the raw samples.
 
-    Exit code: 0; 1 when the run file cannot be read, the file cannot be written or no parquet engine is
-    installed; 2 for an unknown format or parquet without --out.
+    Exit code: 0; 1 when the run file cannot be read, the file cannot be written
+    or no parquet engine is installed; 2 for an unknown format or parquet
+    without --out.
     """
     from reports.frame import EXPORT_FORMATS, ExportError, frame_text, runs_frame, write_frame
 
@@ -251,13 +252,18 @@ def export(
 
 @app.command()
 def report(
-    runs: Annotated[list[str], typer.Argument(help="Run folders or results.json files; several share one report.")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Run folders or results.json files; several "
+                                              "share one report.")],
     out: Annotated[str | None, typer.Option(help="Markdown file (default: report.md in the first run's folder); "
                                             "charts are written beside it.")] = None,
 ) -> None:
-    """Write a markdown report with its PNG charts: environment, results, scaling, methodology, failures.
+    """Write a markdown report with its PNG charts beside it.
 
-    Exit code: 0; 1 when a run file cannot be read or the report cannot be written.
+    Environment, results per model and mode, batch-size scaling, methodology,
+    and the configurations that were skipped or failed.
+
+    Exit code: 0; 1 when a run file cannot be read or the report cannot be
+    written.
     """
     from reports.markdown import write_report
 
@@ -272,8 +278,8 @@ def report(
 
 @app.command()
 def compare(
-    base: Annotated[str, typer.Argument(help="The run to compare against: " + _RUN_HELP)],
-    new: Annotated[str, typer.Argument(help="The run under test: " + _RUN_HELP)],
+    base: Annotated[str, typer.Argument(metavar="BASE", help="The run to compare against. " + _RUN_HELP)],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="The run under test. " + _RUN_HELP)],
     threshold: Annotated[str, typer.Option(help="Smallest change of a median that counts: 5% or 0.05.")] = "5%",
     fail_on_regression: Annotated[
         bool, typer.Option("--fail-on-regression", help="Exit 1 when a configuration is slower or now fails.")
@@ -281,9 +287,12 @@ def compare(
 ) -> None:
     """Compare two runs configuration by configuration.
 
-    slower or faster needs both a two-sided Mann-Whitney U p < 0.01 and a median shift beyond the threshold;
-    anything else is the same. Exit code: 0; 1 when a run file cannot be read, the runs share no
-    configuration, or with --fail-on-regression something is slower or now fails; 2 for a bad threshold.
+    A configuration is slower or faster only when a two-sided Mann-Whitney U
+    test gives p < 0.01 and its median moved by more than the threshold.
+
+    Exit code: 0; 1 when a run file cannot be read, the runs share no
+    configuration, or --fail-on-regression finds a configuration slower or
+    now failing; 2 for a bad threshold.
     """
     fraction = _threshold(threshold)
     from reports.compare import ComparisonError, compare_runs
