@@ -6,10 +6,12 @@ on stderr and an exit code (2 for bad usage, 1 for a failure); ``--debug`` shows
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Annotated
 
 import click
@@ -167,6 +169,157 @@ def _print_verify_table(reports: list[dict]) -> None:
             "[green]pass[/]" if report["passed"] else "[red]FAIL[/]",
         )
     console.print(parity_table)
+
+
+def _split(value: str, what: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise CliError(f"--{what} needs at least one value", exit_code=2)
+    return items
+
+
+def _choices(value: str, what: str, accepted: tuple[str, ...] | list[str]) -> list[str]:
+    items = _split(value, what)
+    for item in items:
+        if item not in accepted:
+            raise CliError(f"unknown {what} {item!r}; accepted: {', '.join(accepted)}", exit_code=2)
+    return items
+
+
+def _batch_sizes(value: str) -> list[int]:
+    sizes = []
+    for item in _split(value, "batch-size"):
+        if not item.lstrip("-").isdigit() or int(item) < 1:
+            raise CliError(f"batch size must be a whole number >= 1, received {item!r}", exit_code=2)
+        sizes.append(int(item))
+    return sizes
+
+
+def _devices(value: str) -> list[str]:
+    from bench.backend import parse_device
+
+    devices = []
+    for item in _split(value, "device"):
+        try:
+            kind, index = parse_device(item)
+        except ValueError as error:
+            raise CliError(str(error), exit_code=2) from None
+        devices.append("cpu" if kind == "cpu" else f"cuda:{index}" if ":" in item else "cuda")
+    return devices
+
+
+def _frameworks(value: str) -> list[str]:
+    frameworks = []
+    for item in _split(value, "frameworks"):
+        try:
+            framework = zoo.resolve_framework(item)
+        except zoo.UnknownNameError as error:
+            raise CliError(str(error), exit_code=2) from None
+        if framework not in frameworks:
+            frameworks.append(framework)
+    return frameworks
+
+
+def _writable_folder(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise CliError(f"cannot write to {path}: {error.strerror or error}", exit_code=1) from None
+    return path
+
+
+@app.command()
+def bench(
+    models: Annotated[list[str], typer.Argument(help="Models: names, shell wildcards (alexnet*) or 'all'.")],
+    frameworks: Annotated[str, typer.Option(help="Comma list of torch, tf (pytorch, tensorflow).")] = "torch,tf",
+    device: Annotated[str, typer.Option(help="Comma list of cpu, cuda, cuda:N.")] = "cpu",
+    modes: Annotated[str, typer.Option(help="Comma list of forward, forward-backward, train.")] = (
+        "forward,forward-backward"
+    ),
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Images per step; comma list for a sweep.")] = "32",
+    warmup: Annotated[int, typer.Option(help="Untimed burn-in iterations (>= 0).")] = 10,
+    iters: Annotated[int, typer.Option(help="Timed iterations (>= 1).")] = 100,
+    max_time: Annotated[
+        float, typer.Option("--max-time", help="Seconds of timed loop per configuration; stops early but never "
+                            "below 10 samples. 0: no cap.")
+    ] = 20.0,
+    precision: Annotated[str, typer.Option(help="Comma list of fp32, bf16, fp16.")] = "fp32",
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile / XLA jit_compile.")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="torch channels_last layout.")] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for both frameworks (default: every core).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds before a configuration's worker is killed.")] = 900.0,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<UTC timestamp>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run file on stdout and nothing else.")] = False,
+) -> None:
+    """Time models across frameworks, devices, modes, batch sizes and precisions, each configuration in its own
+    worker process. Writes OUT/results.json after every configuration and OUT/report.md at the end.
+
+    Exit code: 0 when something was measured and nothing failed, 1 when a configuration failed,
+    2 when nothing could be measured (every configuration skipped).
+    """
+    from bench.record import MODES, PRECISIONS
+
+    if warmup < 0:
+        raise CliError(f"--warmup must be >= 0, received {warmup}", exit_code=2)
+    if iters < 1:
+        raise CliError(f"--iters must be >= 1, received {iters}", exit_code=2)
+    if max_time < 0:
+        raise CliError(f"--max-time must be >= 0 (0: no cap), received {max_time:g}", exit_code=2)
+    if threads is not None and threads < 1:
+        raise CliError(f"--threads must be >= 1, received {threads}", exit_code=2)
+    if timeout <= 0:
+        raise CliError(f"--timeout must be > 0 seconds, received {timeout:g}", exit_code=2)
+    names = _models(models)
+    chosen_frameworks = _frameworks(frameworks)
+    devices = _devices(device)
+    chosen_modes = _choices(modes, "mode", list(MODES))
+    precisions = _choices(precision, "precision", PRECISIONS)
+    batch_sizes = _batch_sizes(batch_size)
+    _require_frameworks(chosen_frameworks)
+
+    from bench.runner import expand, run_configs
+    from reports.live import LiveProgress
+
+    if out is None:
+        import datetime
+
+        out = Path("runs") / datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    folder = _writable_folder(out)
+    configs = expand(
+        names, chosen_frameworks, devices, chosen_modes, batch_sizes, precisions, compile=compile_,
+        channels_last=channels_last, threads=threads, warmup=warmup, iters=iters, max_time_s=max_time or None,
+    )
+    screen = errors if as_json else console
+    results_path = folder / "results.json"
+    try:
+        with LiveProgress(configs, screen) as progress:
+            run = run_configs(configs, results_path, timeout_s=timeout, observer=progress, threads=threads)
+    except KeyboardInterrupt:
+        raise CliError(f"interrupted; finished configurations are saved in {results_path}", exit_code=130) from None
+
+    from reports.markdown import write_report
+    from reports.table import render_run
+
+    try:
+        report_path = write_report([run], folder / "report.md")
+    except OSError as error:
+        raise CliError(f"results saved in {results_path}, but the report could not be written: {error}") from None
+    if as_json:
+        _print_json(run.to_dict())
+    else:
+        render_run(run, console)
+        console.print(f"results: {results_path}\nreport:  {report_path}", markup=False, highlight=False)
+    statuses = [result.status for result in run.results]
+    if "failed" in statuses:
+        raise typer.Exit(1)
+    if "ok" not in statuses:
+        reasons = collections.Counter(result.reason for result in run.results)
+        for reason, count in reasons.items():
+            errors.print(f"skipped {count} configuration(s): {reason}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _require_frameworks(frameworks) -> None:

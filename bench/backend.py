@@ -26,6 +26,8 @@ class Backend(Protocol):
     """What the worker needs from a framework. Imported only inside that framework's worker process."""
 
     name: str
+    model: object  # the network of the last prepared step, for inspection
+    images: object  # its input batch, already on the device
 
     def configure_threads(self, threads: int) -> None:
         """Set intra-op threads (and one inter-op thread) before the framework runs anything."""

@@ -37,6 +37,11 @@ FLOP_CONVENTION = (
 _MODE_FLOP_FACTOR = {"forward": 1, "forward-backward": 3, "train": 3}
 
 
+def step_flops(macs_per_image: int, batch_size: int, mode: str) -> int:
+    """FLOPs of one step of ``mode`` under ``FLOP_CONVENTION``."""
+    return 2 * macs_per_image * batch_size * _MODE_FLOP_FACTOR[mode]
+
+
 class RunFileError(ValueError):
     """A results file that cannot be read: missing, not JSON, truncated or of another schema."""
 
@@ -58,11 +63,17 @@ class Config:
     iters: int = 100
     max_time_s: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={self.mode!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Received: {self.precision!r}")
+
     def key(self) -> tuple:
         """What identifies the same configuration across two runs (the protocol fields may differ)."""
         return (
             self.model, self.framework, self.device, self.mode, self.batch_size,
-            self.precision, self.compile, self.channels_last,
+            self.precision, self.compile, self.channels_last, self.threads,
         )
 
     def label(self) -> str:
@@ -104,7 +115,7 @@ class Result:
     def flops_per_step(self) -> int | None:
         if self.macs_per_image is None:
             return None
-        return 2 * self.macs_per_image * self.config.batch_size * _MODE_FLOP_FACTOR[self.config.mode]
+        return step_flops(self.macs_per_image, self.config.batch_size, self.config.mode)
 
     def derived(self) -> dict[str, Any]:
         """Every figure computed from the samples; None where nothing was measured."""
@@ -151,13 +162,16 @@ class Run:
     environment: dict[str, Any]
     results: list[Result]
     path: Path | None = None
+    # As the file states them: a file written by an older version keeps its own descriptions.
+    modes: dict[str, str] = field(default_factory=lambda: dict(MODES))
+    flop_convention: str = FLOP_CONVENTION
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "environment": self.environment,
-            "flop_convention": FLOP_CONVENTION,
-            "modes": MODES,
+            "flop_convention": self.flop_convention,
+            "modes": self.modes,
             "results": [result.to_dict() for result in self.results],
         }
 
@@ -191,11 +205,14 @@ def read_run(path: Path | str) -> Run:
     if not path.exists():
         raise RunFileError(f"no results file at {path}")
     try:
-        document = json.loads(path.read_text())
+        text = path.read_text()
+        document = json.loads(text)
+    except OSError as error:
+        raise RunFileError(f"cannot read {path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise RunFileError(f"{path} is not a results file (not text)") from None
     except json.JSONDecodeError as error:
-        truncated = "truncated" if error.pos >= len(path.read_text().rstrip()) else "not valid JSON"
+        truncated = "truncated" if error.pos >= len(text.rstrip()) else "not valid JSON"
         raise RunFileError(f"{path} is {truncated} (line {error.lineno}, column {error.colno})") from None
     if not isinstance(document, dict) or "schema" not in document:
         raise RunFileError(f"{path} is JSON but not a results file (no 'schema' key)")
@@ -204,6 +221,8 @@ def read_run(path: Path | str) -> Run:
     try:
         results = [Result.from_dict(entry) for entry in document["results"]]
         environment = dict(document["environment"])
+        modes = dict(document.get("modes") or MODES)
+        flop_convention = str(document.get("flop_convention") or FLOP_CONVENTION)
     except (KeyError, TypeError, ValueError) as error:
         raise RunFileError(f"{path} has a malformed result: {error}") from None
-    return Run(environment=environment, results=results, path=path)
+    return Run(environment=environment, results=results, path=path, modes=modes, flop_convention=flop_convention)

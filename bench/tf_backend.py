@@ -21,6 +21,8 @@ class TFBackend:
         self._device_name = "/CPU:0"
         self._on_gpu = False
         self._step: tf.types.experimental.PolymorphicFunction | None = None
+        self.model: keras.Model | None = None  # the network and input of the last prepared step
+        self.images: tf.Tensor | None = None
 
     def configure_threads(self, threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -52,6 +54,7 @@ class TFBackend:
             model = zoo.build(config.model, "tf")
             images = tf.random.normal((config.batch_size, height, width, channels))
             labels = tf.random.uniform((config.batch_size,), 0, spec.num_classes, dtype=tf.int32)
+        self.model, self.images = model, images
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         optimizer = None
         if config.mode == "train":
@@ -94,13 +97,15 @@ class TFBackend:
                 return loss
 
             function = forward_backward
-        self._step = tf.function(function, jit_compile=bool(config.compile), reduce_retracing=False)
+        device_name = self._device_name
 
-        def step() -> object:
-            with tf.device(self._device_name):
-                return self._step()
+        def on_device():
+            # Placement is traced into the graph, so calls pay nothing for it.
+            with tf.device(device_name):
+                return function()
 
-        return step
+        self._step = tf.function(on_device, jit_compile=bool(config.compile), reduce_retracing=False)
+        return self._step
 
     def synchronize(self) -> None:
         # Eager execution is synchronous on the CPU; GPU kernels may still be queued when a call returns.

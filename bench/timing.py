@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def time_step(
     autotuning) is timed on its own as ``first_step_ms`` and is never a sample unless ``warmup`` is 0.
     ``max_time_s`` caps the timed loop's wall time; it stops only once ``MIN_SAMPLES`` samples exist.
     ``trace_count``, if given, must not change during the timed loop, or ``RetraceError`` is raised.
+    Garbage collection is paused during the timed loop, as ``timeit`` does.
     """
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0. Received: warmup={warmup}")
@@ -65,17 +67,25 @@ def time_step(
     samples_ms: list[float] = []
     capped = False
     traces_before = trace_count() if trace_count is not None else 0
-    loop_start = clock()
-    for done in range(iters):
-        start = clock()
-        step()
-        synchronize()
-        end = clock()
-        samples_ms.append((end - start) * 1e3)
-        report("timed", done + 1, iters)
-        if max_time_s and end - loop_start >= max_time_s and len(samples_ms) >= minimum and done + 1 < iters:
-            capped = True
-            break
+    # Python's cyclic garbage collector would otherwise pause some steps at random (timeit does the same).
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        loop_start = clock()
+        for done in range(iters):
+            start = clock()
+            step()
+            synchronize()
+            end = clock()
+            samples_ms.append((end - start) * 1e3)
+            report("timed", done + 1, iters)
+            if max_time_s and end - loop_start >= max_time_s and len(samples_ms) >= minimum and done + 1 < iters:
+                capped = True
+                break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     if trace_count is not None and (traces_after := trace_count()) != traces_before:
         raise RetraceError(f"step was traced/compiled inside the timed window ({traces_before} -> {traces_after})")
     return Timing(samples_ms, first_step_ms if first_step_ms is not None else samples_ms[0], capped)

@@ -21,10 +21,13 @@ class TorchBackend:
     def __init__(self) -> None:
         self._device = torch.device("cpu")
         self._compiled = False
+        self.model: torch.nn.Module | None = None  # the network and input of the last prepared step
+        self.images: torch.Tensor | None = None
 
     def configure_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)
-        torch.set_num_interop_threads(1)
+        if torch.get_num_interop_threads() != 1:  # torch allows setting it only once per process
+            torch.set_num_interop_threads(1)
 
     def check(self, config: Config) -> None:
         kind, index = parse_device(config.device)
@@ -53,6 +56,7 @@ class TorchBackend:
         images = torch.randn(config.batch_size, *spec.input_shape, device=self._device)
         images = images.contiguous(memory_format=memory_format)
         labels = torch.randint(0, spec.num_classes, (config.batch_size,), device=self._device)
+        self.model, self.images = model, images
 
         forward = model
         if config.compile:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.record import FLOP_CONVENTION, MODES, Run
+from bench.record import MODES, Run
 from bench.stats import CONFIDENCE, NOISY_IQR_RATIO
 from reports import _format
 from reports._environment import merged_environment_rows
@@ -197,8 +197,10 @@ def _methodology_section(runs: Sequence[Run]) -> str:
         + f" ({count} configuration{'s' if count != 1 else ''})"
         for (warmup, iters, max_time_s), count in protocols.items()
     ]
+    descriptions = {mode: text for run in reversed(runs) for mode, text in run.modes.items()}
     modes = dict.fromkeys(result.config.mode for result in results)
-    mode_lines = [f"- **{mode}**: {MODES.get(mode, 'not described in this version of the suite')}" for mode in modes]
+    mode_lines = [f"- **{mode}**: {descriptions.get(mode, MODES.get(mode, 'not described'))}" for mode in modes]
+    conventions = list(dict.fromkeys(run.flop_convention for run in runs))
     thread_lines = []
     for label, run in zip(run_labels(runs), runs, strict=True):
         configured = sorted({result.config.threads for result in run.results if result.config.threads is not None})
@@ -218,8 +220,8 @@ def _methodology_section(runs: Sequence[Run]) -> str:
         "\n".join(mode_lines),
         "Peak memory is the device's allocator peak on a GPU and the worker process's peak resident memory on "
         "a CPU.",
-        f"FLOP convention: {FLOP_CONVENTION}. MFU is the achieved FLOP/s over the device's peak for the precision "
-        "used; blank where the peak is unknown.",
+        f"FLOP convention: {'; '.join(conventions)}. MFU is the achieved FLOP/s over the device's peak for the "
+        "precision used; blank where the peak is unknown.",
         f"Statistics come from every timed sample: median with a distribution-free {CONFIDENCE:.0%} confidence "
         "interval from order statistics, and a result is noisy when its interquartile range exceeds "
         f"{NOISY_IQR_RATIO:.0%} of its median.",

@@ -18,6 +18,9 @@ from reports.compare import SIGNIFICANCE, VERDICTS, Comparison
 NOISY_MARK = "~"
 CAPPED_MARK = "capped"
 _TEXT_COLUMNS = ("framework", "device", "precision", "variant")
+# Below this console width the secondary columns are left out, so the rest stays readable.
+WIDE_CONSOLE = 150
+SECONDARY_COLUMNS = ("ms / image", "peak memory", "first step ms", "samples")
 
 
 def render_run(source: Run | Sequence[Result], console: Console) -> None:
@@ -28,9 +31,13 @@ def render_run(source: Run | Sequence[Result], console: Console) -> None:
     else:
         results = list(source)
     measured = [LabelledResult("", result) for result in results if result.status == "ok"]
+    compact = console.width < WIDE_CONSOLE
     for (model, mode), group in by_model_and_mode(measured).items():
-        console.print(results_table(model, mode, group))
+        console.print(results_table(model, mode, group, compact=compact))
     legend = _legend([entry.result for entry in measured])
+    if measured and compact:
+        legend.append(f"narrow terminal: {', '.join(SECONDARY_COLUMNS)} left out; widen it to {WIDE_CONSOLE} "
+                      "columns, or see report.md / export")
     if legend:
         console.print(Text("\n".join(legend), style="dim"))
     unmeasured = [result for result in results if result.status != "ok"]
@@ -49,20 +56,31 @@ def environment_table(run: Run) -> Table:
     return table
 
 
-def results_table(model: str, mode: str, group: Sequence[LabelledResult]) -> Table:
-    """One model and mode: a row per configuration, each setting's frameworks on adjacent rows."""
+def results_table(model: str, mode: str, group: Sequence[LabelledResult], *, compact: bool = False) -> Table:
+    """One model and mode: a row per configuration, each setting's frameworks on adjacent rows.
+
+    Device and precision go into the title when every row shares them; ``compact`` leaves out the secondary
+    columns for narrow terminals.
+    """
     with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
-    table = Table(title=f"{model} — {mode}", caption=MODES.get(mode), title_justify="left", caption_justify="left")
-    columns = ["framework", "device", "precision", "batch"] + (["variant"] if with_variant else [])
-    columns += ["median ms (95% CI)", "ms / image", "images / s", "GFLOP / s", "MFU %", "peak memory",
-                "first step ms", "samples", "time vs fastest"]
+    shared = {name: {getattr(entry.result.config, name) for entry in group} for name in ("device", "precision")}
+    in_title = [next(iter(values)) for values in shared.values() if len(values) == 1]
+    title = " — ".join([model, mode, *([" ".join(in_title)] if in_title else [])])
+    table = Table(title=title, caption=MODES.get(mode), title_justify="left", caption_justify="left")
+    columns = ["framework"] + [name for name, values in shared.items() if len(values) > 1] + ["batch"]
+    columns += (["variant"] if with_variant else [])
+    columns += ["median ms (95% CI)", "ms / image", "images/s", "GFLOP/s", "MFU %", "peak memory",
+                "first step ms", "samples", "vs fastest"]
+    hidden = set(SECONDARY_COLUMNS) if compact else set()
     for column in columns:
-        table.add_column(column, justify="left" if column in _TEXT_COLUMNS else "right")
+        if column not in hidden:
+            table.add_column(column, justify="left" if column in _TEXT_COLUMNS else "right", no_wrap=True)
     for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
         result, config = entry.result, entry.result.config
         derived = result.derived()
         mark = NOISY_MARK if derived["noisy"] else ""
-        row = [config.framework, config.device, config.precision, str(config.batch_size)]
+        row = [config.framework] + [getattr(config, name) for name in columns[1:-10] if name in shared]
+        row.append(str(config.batch_size))
         if with_variant:
             row.append(_format.variant(config.compile, config.channels_last))
         row += [
@@ -76,6 +94,7 @@ def results_table(model: str, mode: str, group: Sequence[LabelledResult]) -> Tab
             f"{derived['n']} {CAPPED_MARK}" if result.capped else str(derived["n"]),
             _format.ratio(ratio),
         ]
+        row = [value for column, value in zip(columns, row, strict=True) if column not in hidden]
         table.add_row(*row, style="bold" if ratio == 1.0 else None)
     return table
 
@@ -93,7 +112,7 @@ def not_measured_table(results: Sequence[Result]) -> Table:
 def _legend(results: Sequence[Result]) -> list[str]:
     lines = []
     if results:
-        lines.append("time vs fastest: median over the fastest median at the same device, precision and batch size")
+        lines.append("vs fastest: median time over the fastest median at the same device, precision and batch size")
     if any(result.derived()["noisy"] for result in results):
         lines.append(f"{NOISY_MARK} noisy: interquartile range above {NOISY_IQR_RATIO:.0%} of the median")
     if any(result.capped for result in results):

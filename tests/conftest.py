@@ -9,3 +9,10 @@ try:
     import torch.utils.flop_counter  # noqa: F401
 except ImportError:
     pass
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("convbench")
+    group.addoption("--step-rounds", type=int, default=3,
+                    help="timed rounds per step in tests/benchmarks (3 keeps CI quick; use 30+ for a baseline)")
+    group.addoption("--step-batch", type=int, default=2, help="batch size of the steps in tests/benchmarks")

@@ -71,9 +71,7 @@ def test_torch_modes_do_their_work():
     backward = backend.prepare(Config("lenet", "torch", "cpu", "forward-backward", 3))
     loss = backward()
     assert loss.ndim == 0 and loss.item() > 0
-    # The step owns its model; find its parameters through the closure's free variables.
-    model = next(cell.cell_contents for cell in backward.__closure__ if isinstance(cell.cell_contents,
-                                                                                    torch.nn.Module))
+    model = backend.model
     assert model.training  # dropout on
     assert all(p.grad is not None for p in model.parameters())
     before = [p.detach().clone() for p in model.parameters()]
@@ -82,7 +80,7 @@ def test_torch_modes_do_their_work():
     assert zoo.get_spec("lenet").params == sum(p.numel() for p in model.parameters())
 
     train = backend.prepare(Config("lenet", "torch", "cpu", "train", 3))
-    model = next(cell.cell_contents for cell in train.__closure__ if isinstance(cell.cell_contents, torch.nn.Module))
+    model = backend.model
     before = [p.detach().clone() for p in model.parameters()]
     train()
     assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))  # SGD step taken
@@ -103,9 +101,9 @@ def test_torch_channels_last_layout():
     import torch
 
     backend = _torch_backend()
-    step = backend.prepare(Config("alexnet", "torch", "cpu", "forward", 1, channels_last=True))
-    images = next(c.cell_contents for c in step.__closure__ if isinstance(c.cell_contents, torch.Tensor))
-    assert images.is_contiguous(memory_format=torch.channels_last)
+    backend.prepare(Config("alexnet", "torch", "cpu", "forward", 1, channels_last=True))
+    assert backend.images.is_contiguous(memory_format=torch.channels_last)
+    assert backend.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.tf
@@ -134,13 +132,9 @@ def test_tf_step_is_traced_once():
 
 @pytest.mark.tf
 def test_tf_train_step_updates_weights_with_decay():
-    import keras
-
     backend = _tf_backend()
     step = backend.prepare(Config("lenet", "tf", "cpu", "train", 2))
-    function = backend._step
-    model = next(v for v in function.python_function.__closure__ if isinstance(v.cell_contents, keras.Model))
-    model = model.cell_contents
+    model = backend.model
     before = [v.numpy().copy() for v in model.trainable_variables]
     step()
     after = [v.numpy() for v in model.trainable_variables]

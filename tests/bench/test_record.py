@@ -90,3 +90,19 @@ def test_unreadable_files_say_what_is_wrong(tmp_path):
     not_ours.write_text("[1, 2]")
     with pytest.raises(RunFileError, match="not a results file"):
         read_run(not_ours)
+
+
+def test_run_keeps_the_files_own_mode_descriptions(tmp_path):
+    path = tmp_path / "old.json"
+    write_run(path, Run(environment={}, results=[_result()], modes={"forward-backward": "as an older version said"},
+                        flop_convention="older convention"))
+    run = read_run(path)
+    assert run.modes == {"forward-backward": "as an older version said"}
+    assert run.flop_convention == "older convention"
+
+
+def test_config_refuses_unknown_mode_and_precision():
+    with pytest.raises(ValueError, match="mode"):
+        Config("lenet", "torch", "cpu", "inference", 1)
+    with pytest.raises(ValueError, match="precision"):
+        Config("lenet", "torch", "cpu", "forward", 1, precision="fp8")

@@ -84,3 +84,19 @@ def test_progress_reports_both_phases_and_the_end():
 def test_bad_counts_are_refused(warmup, iters):
     with pytest.raises(ValueError):
         time_step(lambda: None, lambda: None, warmup=warmup, iters=iters)
+
+
+def test_garbage_collector_paused_only_inside_timed_loop():
+    import gc
+
+    states = []
+    device = FakeDevice(step_ms=1.0)
+
+    def step():
+        states.append(gc.isenabled())
+        device.step()
+
+    assert gc.isenabled()
+    time_step(step, device.synchronize, warmup=2, iters=3, clock=device.clock)
+    assert states == [True, True, False, False, False]
+    assert gc.isenabled()
