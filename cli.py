@@ -251,6 +251,7 @@ def bench(
     channels_last: Annotated[bool, typer.Option("--channels-last", help="torch channels_last layout.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for both frameworks (default: every core).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before a configuration's worker is killed.")] = 900.0,
+    peak: Annotated[bool, typer.Option(help="Measure the device's matmul peak (cached) to report MFU.")] = True,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<UTC timestamp>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run file on stdout and nothing else.")] = False,
 ) -> None:
@@ -300,6 +301,14 @@ def bench(
     except KeyboardInterrupt:
         raise CliError(f"interrupted; finished configurations are saved in {results_path}", exit_code=130) from None
 
+    if peak and any(result.status == "ok" for result in run.results):
+        from bench.peak import attach_peaks
+        from bench.record import write_run
+
+        screen.print("measuring the matmul peak for MFU (cached after the first run)...", highlight=False)
+        attach_peaks(run, tuple(chosen_frameworks), threads)
+        write_run(results_path, run)
+
     from reports.markdown import write_report
     from reports.table import render_run
 
@@ -320,6 +329,54 @@ def bench(
         for reason, count in reasons.items():
             errors.print(f"skipped {count} configuration(s): {reason}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+
+
+@app.command()
+def peak(
+    device: Annotated[str, typer.Option(help="Comma list of cpu, cuda, cuda:N.")] = "cpu",
+    frameworks: Annotated[str, typer.Option(help="Comma list of torch, tf.")] = "torch,tf",
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: every core).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")] = False,
+) -> None:
+    """Measure the device's dense matrix-multiply peak per precision with each framework; the best is the
+    denominator of MFU. Cached by device, threads and framework versions. On a GPU the published peak of
+    known models (H100, H200, A100, L4, RTX 4090) is shown beside it.
+    """
+    if threads is not None and threads < 1:
+        raise CliError(f"--threads must be >= 1, received {threads}", exit_code=2)
+    devices = _devices(device)
+    chosen = _frameworks(frameworks)
+    _require_frameworks(chosen)
+    from bench.peak import measure_peaks
+
+    measured = [measure_peaks(name, None, tuple(chosen), threads) for name in devices]
+    if as_json:
+        _print_json({"peaks": measured})
+        return
+    for entry in measured:
+        table = Table(title=f"Matmul peak on {entry['device']}" + (f" ({entry['gpu_name']})" if entry["gpu_name"]
+                      else f", {entry['threads']} threads"), title_justify="left")
+        table.add_column("precision")
+        for framework in entry["by_framework"]:
+            table.add_column(f"{framework} GFLOP/s", justify="right")
+        table.add_column("best GFLOP/s", justify="right")
+        if entry["published_tflops"]:
+            table.add_column("published GFLOP/s", justify="right")
+        for precision in entry["best_gflops_per_s"] | {p: None for r in entry["by_framework"].values() for p in r}:
+            row = [precision]
+            for rates in entry["by_framework"].values():
+                value = rates.get(precision, {})
+                error = value.get("error", "").split(" (")[0]
+                row.append(f"{value['gflops_per_s']:,.0f}" if "gflops_per_s" in value else error)
+            best = entry["best_gflops_per_s"].get(precision)
+            row.append(f"{best:,.0f}" if best else "not measured")
+            if entry["published_tflops"]:
+                published = entry["published_tflops"].get(precision)
+                row.append(f"{published * 1e3:,.0f}" if published else "")
+            table.add_row(*row)
+        console.print(table)
+    if not any(entry["best_gflops_per_s"] for entry in measured):
+        raise CliError("no peak could be measured on " + ", ".join(devices), exit_code=1)
 
 
 def _require_frameworks(frameworks) -> None:

@@ -14,7 +14,7 @@ import psutil
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -46,7 +46,7 @@ def host_environment(threads: int | None = None) -> dict:
         "host": platform.node(),
         "os": platform.platform(),
         "python": sys.version.split()[0],
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "memory_bytes": psutil.virtual_memory().total,
         "threads": threads or os.cpu_count(),
