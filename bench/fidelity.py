@@ -4,7 +4,8 @@ For each case the harness's forward step and timing loop run interleaved with a 
 ``torch.utils.benchmark.Timer`` (with ``num_threads`` set, since it defaults to 1) for torch, and a bare
 ``tf.function`` loop timed with ``perf_counter`` for TensorFlow. Each framework runs in its own process. The
 ratio harness / reference should be close to 1: AlexNet batch 8 within 3%, LeNet batch 1 within 5% (where the
-per-iteration overhead of the harness would show).
+per-iteration overhead of the harness would show). Both sides are compared by the same statistic: the median
+over rounds of each round's mean time per call (a ``Timer`` block yields only its mean).
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ def _torch_case(model_name: str, batch: int, threads: int) -> dict:
     time_step(step, backend.synchronize, warmup=WARMUP, iters=1)
     timer.timeit(WARMUP)
     for round_index in range(ROUNDS):
-        sides = [("harness", None), ("reference", None)]
-        if round_index % 2:
-            sides.reverse()  # alternate who goes first, so slow drift of the machine cancels out
-        for side, _ in sides:
+        # Alternate who goes first, so slow drift of the machine cancels out.
+        order = ("harness", "reference") if round_index % 2 == 0 else ("reference", "harness")
+        for side in order:
             if side == "harness":
-                harness_ms.extend(time_step(step, backend.synchronize, warmup=0, iters=calls).samples_ms)
+                harness_ms.append(statistics.fmean(time_step(step, backend.synchronize, warmup=0,
+                                                             iters=calls).samples_ms))
             else:
-                reference_ms.append(timer.timeit(calls).median * 1e3)
+                reference_ms.append(timer.timeit(calls).mean * 1e3)  # one block of `calls`: its mean per call
     return {"harness_ms": statistics.median(harness_ms), "reference_ms": statistics.median(reference_ms),
             "reference": "torch.utils.benchmark.Timer"}
 
@@ -89,9 +90,10 @@ def _tf_case(model_name: str, batch: int, threads: int) -> dict:
         order = ("harness", "reference") if round_index % 2 == 0 else ("reference", "harness")
         for side in order:
             if side == "harness":
-                harness_ms.extend(time_step(step, backend.synchronize, warmup=0, iters=calls).samples_ms)
+                harness_ms.append(statistics.fmean(time_step(step, backend.synchronize, warmup=0,
+                                                             iters=calls).samples_ms))
             else:
-                reference_ms.extend(bare_loop(calls))
+                reference_ms.append(statistics.fmean(bare_loop(calls)))
     return {"harness_ms": statistics.median(harness_ms), "reference_ms": statistics.median(reference_ms),
             "reference": "bare tf.function loop"}
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.extend(json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{"))
 
-    print(f"threads: {args.threads}; {ROUNDS} interleaved rounds; medians in ms")
+    print(f"threads: {args.threads}; {ROUNDS} interleaved rounds; median over rounds of the mean ms per call")
     print(f"{'framework':<10}{'model':<10}{'batch':>6}{'harness':>12}{'reference':>12}{'ratio':>8}  target  verdict")
     for row in rows:
         ratio = row["harness_ms"] / row["reference_ms"]

@@ -177,14 +177,14 @@ def run_configs(
     """Run every configuration in order, rewriting ``out_path`` after each, so a crash or Ctrl-C loses nothing."""
     run = Run(environment=host_environment(threads), results=[], path=Path(out_path))
     write_run(run.path, run)
-    # A backend skips for reasons of framework, device and precision alone (a missing GPU, fp16 on a CPU),
-    # so one worker's answer holds for every configuration sharing those three.
-    skip_reasons: dict[tuple[str, str, str], str] = {}
+    # A backend skips for reasons of framework, device, precision and layout alone (a missing GPU, fp16 on a
+    # CPU), so one worker's answer holds for every configuration sharing those.
+    skip_reasons: dict[tuple, str] = {}
     try:
         for index, config in enumerate(configs):
             if observer is not None:
                 observer.on_start(index, config)
-            skip_key = (config.framework, config.device, config.precision)
+            skip_key = (config.framework, config.device, config.precision, config.channels_last)
             if skip_key in skip_reasons:
                 result = Result(config=config, status="skipped", reason=skip_reasons[skip_key],
                                 macs_per_image=zoo.get_spec(config.model).macs)

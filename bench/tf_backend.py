@@ -39,13 +39,17 @@ class TFBackend:
                 raise Skip("tf: no GPU visible (install the cuda extra: pip install -e '.[cuda]'; needs a driver)")
             if index >= len(gpus):
                 raise Skip(f"tf: {config.device} requested but {len(gpus)} GPU(s) visible")
-        elif config.precision == "fp16":
+        if config.channels_last:
+            raise Skip("tf: --channels-last applies to torch only (TensorFlow runs NHWC throughout)")
+        if kind == "cpu" and config.precision == "fp16":
             raise Skip("tf: fp16 on CPU is not benchmarked (no fast fp16 CPU kernels); use bf16 or fp32")
 
     def prepare(self, config: Config) -> Callable[[], object]:
         kind, index = parse_device(config.device)
         self._on_gpu = kind == "cuda"
         self._device_name = f"/GPU:{index}" if self._on_gpu else "/CPU:0"
+        # fp32 means IEEE fp32 in both frameworks (see the torch backend); TensorFlow defaults to TF32.
+        tf.config.experimental.enable_tensor_float_32_execution(False)
         keras.mixed_precision.set_global_policy(_POLICIES[config.precision])
         spec = zoo.get_spec(config.model)
         keras.utils.set_random_seed(DATA_SEED)
@@ -62,8 +66,9 @@ class TFBackend:
             # is decoupled and would be a different update).
             optimizer = keras.optimizers.SGD(learning_rate=SGD_LR, momentum=SGD_MOMENTUM)
             if config.precision == "fp16":
-                optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-            optimizer.build(model.trainable_variables)
+                optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer, initial_scale=FP16_LOSS_SCALE)
+            with tf.device(self._device_name):  # momentum buffers live beside the weights
+                optimizer.build(model.trainable_variables)
         scale_loss = config.precision == "fp16"
 
         if config.mode == "forward":
@@ -139,7 +144,8 @@ class TFBackend:
             "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
         }
         if self._on_gpu:
-            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+            index = int(self._device_name.rsplit(":", 1)[1])
+            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[index])
             info["gpu_name"] = details.get("device_name")
             info["gpu_capability"] = ".".join(map(str, details.get("compute_capability", ())))
         return info

@@ -66,7 +66,8 @@ def time_step(
     minimum = min(MIN_SAMPLES, iters)
     samples_ms: list[float] = []
     capped = False
-    traces_before = trace_count() if trace_count is not None else 0
+    # Without burn-in the first timed call is also the one that traces or compiles: count from after it.
+    traces_before = trace_count() if trace_count is not None and warmup > 0 else None
     # Python's cyclic garbage collector would otherwise pause some steps at random (timeit does the same).
     gc.collect()
     gc_was_enabled = gc.isenabled()
@@ -79,6 +80,8 @@ def time_step(
             synchronize()
             end = clock()
             samples_ms.append((end - start) * 1e3)
+            if traces_before is None and trace_count is not None:
+                traces_before = trace_count()
             report("timed", done + 1, iters)
             if max_time_s and end - loop_start >= max_time_s and len(samples_ms) >= minimum and done + 1 < iters:
                 capped = True
@@ -86,7 +89,7 @@ def time_step(
     finally:
         if gc_was_enabled:
             gc.enable()
-    if trace_count is not None and (traces_after := trace_count()) != traces_before:
+    if traces_before is not None and (traces_after := trace_count()) != traces_before:
         raise RetraceError(f"step was traced/compiled inside the timed window ({traces_before} -> {traces_after})")
     return Timing(samples_ms, first_step_ms if first_step_ms is not None else samples_ms[0], capped)
 

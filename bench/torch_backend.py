@@ -48,6 +48,10 @@ class TorchBackend:
             torch.cuda.set_device(self._device)
             # cuDNN picks the fastest algorithm for these fixed shapes during burn-in.
             torch.backends.cudnn.benchmark = True
+            # fp32 means IEEE fp32 in both frameworks: torch's cuDNN and TensorFlow default to TF32 on
+            # Ampere and newer, torch's matmuls do not, which would make the two "fp32" rows different work.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         spec = zoo.get_spec(config.model)
         torch.manual_seed(DATA_SEED)
         model = zoo.build(config.model, "torch").to(self._device)

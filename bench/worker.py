@@ -44,7 +44,13 @@ def run_config(config: Config, emit) -> dict[str, Any]:
 
     backend = load_backend(config.framework)
     backend.configure_threads(threads)
-    environment: dict[str, Any] = {}
+
+    def environment() -> dict[str, Any]:
+        try:
+            return backend.environment(config)
+        except Exception as error:  # versions are worth having, but never at the cost of the result
+            return {"environment_error": f"{type(error).__name__}: {error}"}
+
     try:
         backend.check(config)
         step = backend.prepare(config)
@@ -59,7 +65,6 @@ def run_config(config: Config, emit) -> dict[str, Any]:
                                                          "total": total}),
             trace_count=backend.trace_count,
         )
-        environment = backend.environment(config)
         peak = backend.peak_memory_bytes()
         return {
             "status": "ok",
@@ -68,17 +73,18 @@ def run_config(config: Config, emit) -> dict[str, Any]:
             "capped": timing.capped,
             "peak_memory_bytes": peak if peak is not None else _peak_rss_bytes(),
             "extra": {"threads": threads, "peak_memory_kind": "device" if peak is not None else "process RSS"},
-            "environment": environment,
+            "environment": environment(),
         }
     except Skip as skip:
-        return {"status": "skipped", "reason": str(skip), "environment": environment}
+        return {"status": "skipped", "reason": str(skip), "environment": environment()}
     except RetraceError as error:
-        return {"status": "failed", "reason": f"{config.framework}: {error}", "environment": environment}
+        return {"status": "failed", "reason": f"{config.framework}: {error}", "environment": environment()}
     except Exception as error:  # any failure of one configuration becomes its result, never a lost run
         oom = backend.is_out_of_memory(error)
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
         kind = "out of memory" if oom else type(error).__name__
-        return {"status": "failed", "reason": f"{config.framework}: {kind}: {first_line}", "environment": environment}
+        return {"status": "failed", "reason": f"{config.framework}: {kind}: {first_line}",
+                "environment": environment()}
 
 
 def main(argv: list[str]) -> int:

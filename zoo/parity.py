@@ -130,8 +130,11 @@ def check_parity(name: str, *, batch_size: int = 2, seed: int = 0) -> ParityResu
     for layer_name, (kernel_grad, bias_grad) in torch_grads.items():
         layer = keras_model.get_layer(layer_name)
         for label, expected, variable in (("kernel", kernel_grad, layer.kernel), ("bias", bias_grad, layer.bias)):
-            diff = float(np.max(np.abs(expected - grads_tf[variable.path].numpy())))
+            got = grads_tf[variable.path].numpy()
+            diff = float(np.max(np.abs(expected - got)))
             rel = _relative(diff, float(np.max(np.abs(expected))))
+            if not (np.all(np.isfinite(expected)) and np.all(np.isfinite(got))):
+                rel = diff = float("inf")  # a NaN would otherwise slip past every comparison
             if rel >= worst_rel:
                 worst_rel, worst_abs, worst_name = rel, diff, f"{layer_name}.{label}"
 

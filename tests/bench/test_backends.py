@@ -139,3 +139,17 @@ def test_tf_train_step_updates_weights_with_decay():
     step()
     after = [v.numpy() for v in model.trainable_variables]
     assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.tf
+def test_tf_refuses_channels_last():
+    with pytest.raises(Skip, match="torch only"):
+        _tf_backend().check(Config("lenet", "tf", "cpu", "forward", 2, channels_last=True))
+
+
+@pytest.mark.tf
+def test_tf_fp32_is_ieee_fp32_not_tf32():
+    import tensorflow as tf
+
+    _tf_backend().prepare(Config("lenet", "tf", "cpu", "forward", 2))
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()

@@ -100,3 +100,17 @@ def test_garbage_collector_paused_only_inside_timed_loop():
     time_step(step, device.synchronize, warmup=2, iters=3, clock=device.clock)
     assert states == [True, True, False, False, False]
     assert gc.isenabled()
+
+
+def test_without_burn_in_the_first_trace_is_not_a_retrace():
+    device = FakeDevice(step_ms=1.0)
+    traces = [0]
+
+    def tracing_step():
+        if device.steps == 0:
+            traces[0] += 1  # the first call traces, as tf.function and torch.compile do
+        device.step()
+
+    timing = time_step(tracing_step, device.synchronize, warmup=0, iters=4, trace_count=lambda: traces[0],
+                       clock=device.clock)
+    assert len(timing.samples_ms) == 4

@@ -89,3 +89,20 @@ def test_ungrouped_twin_is_refused():
     assert keras_model.get_layer("conv2").kernel.shape == (5, 5, 48, 256)
     with pytest.raises(ValueError, match=r"conv2.*\(5, 5, 96, 256\)"):
         torch_to_keras(spec, torch_model, ungrouped)
+
+
+def test_nan_gradient_fails_parity(monkeypatch):
+    from zoo import parity, transfer
+
+    real = transfer.keras_arrays
+
+    def with_nan_gradients(spec, model, tensor_of=None):
+        if tensor_of is None:
+            return real(spec, model)
+        arrays = real(spec, model, tensor_of)
+        arrays["fc3"][1] = np.full_like(arrays["fc3"][1], np.nan)
+        return arrays
+
+    monkeypatch.setattr(transfer, "keras_arrays", with_nan_gradients)
+    result = parity.check_parity("lenet")
+    assert result.logits_ok and not result.grads_ok and not result.passed
