@@ -4,13 +4,14 @@ For each case the harness's forward step and timing loop run interleaved with a 
 ``torch.utils.benchmark.Timer`` (with ``num_threads`` set, since it defaults to 1) for torch, and a bare
 ``tf.function`` loop timed with ``perf_counter`` for TensorFlow. Each framework runs in its own process. The
 ratio harness / reference should be close to 1: AlexNet batch 8 within 3%, LeNet batch 1 within 5% (where the
-per-iteration overhead of the harness would show). Both sides are compared by the same statistic: the median
-over rounds of each round's mean time per call (a ``Timer`` block yields only its mean).
+per-iteration overhead of the harness would show). Both sides are compared by the statistic the harness reports:
+the median of per-call times (the ``Timer`` measures one call at a time for this).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -25,9 +26,27 @@ CALLS_PER_ROUND = {"alexnet": 10, "lenet": 300}
 WARMUP = 10
 
 
+def _interleaved(backend, step, reference_round, calls: int) -> tuple[float, float]:
+    """Median of every per-call time, for the harness and for ``reference_round(calls)`` (a list of ms)."""
+    from bench.timing import time_step
+
+    def harness_round(count: int) -> list[float]:
+        return time_step(step, backend.synchronize, warmup=0, iters=count).samples_ms
+
+    harness_round(WARMUP)
+    reference_round(WARMUP)
+    samples: dict[str, list[float]] = {"harness": [], "reference": []}
+    rounds = {"harness": harness_round, "reference": reference_round}
+    for round_index in range(ROUNDS):
+        # Alternate who goes first, so slow drift of the machine cancels out.
+        order = ("harness", "reference") if round_index % 2 == 0 else ("reference", "harness")
+        for side in order:
+            samples[side].extend(rounds[side](calls))
+    return statistics.median(samples["harness"]), statistics.median(samples["reference"])
+
+
 def _torch_case(model_name: str, batch: int, threads: int) -> dict:
     from bench.record import Config
-    from bench.timing import time_step
     from bench.torch_backend import TorchBackend
 
     backend = TorchBackend()
@@ -37,33 +56,21 @@ def _torch_case(model_name: str, batch: int, threads: int) -> dict:
 
     step = backend.prepare(Config(model_name, "torch", "cpu", "forward", batch))
     # The reference times the same network on the same input, called directly.
-    model, images = backend.model, backend.images
     timer = benchmark.Timer(
         stmt="with torch.no_grad(): model(images)",
-        globals={"model": model, "images": images, "torch": torch},
+        globals={"model": backend.model, "images": backend.images, "torch": torch},
         num_threads=threads,
     )
-    calls = CALLS_PER_ROUND[model_name]
-    harness_ms, reference_ms = [], []
-    time_step(step, backend.synchronize, warmup=WARMUP, iters=1)
-    timer.timeit(WARMUP)
-    for round_index in range(ROUNDS):
-        # Alternate who goes first, so slow drift of the machine cancels out.
-        order = ("harness", "reference") if round_index % 2 == 0 else ("reference", "harness")
-        for side in order:
-            if side == "harness":
-                harness_ms.append(statistics.fmean(time_step(step, backend.synchronize, warmup=0,
-                                                             iters=calls).samples_ms))
-            else:
-                reference_ms.append(timer.timeit(calls).mean * 1e3)  # one block of `calls`: its mean per call
-    return {"harness_ms": statistics.median(harness_ms), "reference_ms": statistics.median(reference_ms),
-            "reference": "torch.utils.benchmark.Timer"}
+    # One call per Timer measurement: per-call times, the statistic the harness reports.
+    harness_ms, reference_ms = _interleaved(
+        backend, step, lambda calls: [timer.timeit(1).mean * 1e3 for _ in range(calls)], CALLS_PER_ROUND[model_name]
+    )
+    return {"harness_ms": harness_ms, "reference_ms": reference_ms, "reference": "torch.utils.benchmark.Timer"}
 
 
 def _tf_case(model_name: str, batch: int, threads: int) -> dict:
     from bench.record import Config
     from bench.tf_backend import TFBackend
-    from bench.timing import time_step
 
     backend = TFBackend()
     backend.configure_threads(threads)
@@ -74,28 +81,20 @@ def _tf_case(model_name: str, batch: int, threads: int) -> dict:
     model, images = backend.model, backend.images
     bare = tf.function(lambda: model(images, training=False))
 
-    def bare_loop(calls: int) -> list[float]:
+    def bare_round(calls: int) -> list[float]:
         samples = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            bare()
-            samples.append((time.perf_counter() - start) * 1e3)
+        gc.disable()  # as timeit (and so torch's Timer) does
+        try:
+            for _ in range(calls):
+                start = time.perf_counter()
+                bare()
+                samples.append((time.perf_counter() - start) * 1e3)
+        finally:
+            gc.enable()
         return samples
 
-    calls = CALLS_PER_ROUND[model_name]
-    harness_ms, reference_ms = [], []
-    time_step(step, backend.synchronize, warmup=WARMUP, iters=1)
-    bare_loop(WARMUP)
-    for round_index in range(ROUNDS):
-        order = ("harness", "reference") if round_index % 2 == 0 else ("reference", "harness")
-        for side in order:
-            if side == "harness":
-                harness_ms.append(statistics.fmean(time_step(step, backend.synchronize, warmup=0,
-                                                             iters=calls).samples_ms))
-            else:
-                reference_ms.append(statistics.fmean(bare_loop(calls)))
-    return {"harness_ms": statistics.median(harness_ms), "reference_ms": statistics.median(reference_ms),
-            "reference": "bare tf.function loop"}
+    harness_ms, reference_ms = _interleaved(backend, step, bare_round, CALLS_PER_ROUND[model_name])
+    return {"harness_ms": harness_ms, "reference_ms": reference_ms, "reference": "bare tf.function loop"}
 
 
 def _worker(framework: str, threads: int) -> None:
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.extend(json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{"))
 
-    print(f"threads: {args.threads}; {ROUNDS} interleaved rounds; median over rounds of the mean ms per call")
+    print(f"threads: {args.threads}; {ROUNDS} interleaved rounds; median ms per call")
     print(f"{'framework':<10}{'model':<10}{'batch':>6}{'harness':>12}{'reference':>12}{'ratio':>8}  target  verdict")
     for row in rows:
         ratio = row["harness_ms"] / row["reference_ms"]

@@ -183,6 +183,7 @@ def write_run(path: Path, run: Run) -> None:
     text = json.dumps(run.to_dict(), indent=1, allow_nan=False, default=_json_default)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes the file private; a results file is for sharing
         with os.fdopen(handle, "w") as stream:
             stream.write(text + "\n")
             stream.flush()
@@ -191,6 +192,12 @@ def write_run(path: Path, run: Run) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_default(value: Any) -> Any:

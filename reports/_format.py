@@ -50,3 +50,24 @@ def byte_size(count: int | None) -> str:
 def variant(compile_: bool, channels_last: bool) -> str:
     """The optional execution settings of a configuration, empty for the plain eager NCHW default."""
     return ", ".join(name for name, on in (("compile", compile_), ("channels-last", channels_last)) if on)
+
+
+NOISY_MARK = "~"
+CAPPED_MARK = "capped"
+
+
+def measured_cells(result, time_vs_fastest: float) -> dict[str, str]:
+    """The formatted figures of one measured result, shared by the terminal table and the markdown report."""
+    derived = result.derived()
+    return {
+        "median": (NOISY_MARK if derived["noisy"] else "") + milliseconds(derived["median_ms"]),
+        "ci": confidence_interval(derived["ci95_ms"]),
+        "ms_per_image": milliseconds(derived["ms_per_image"]),
+        "images_per_s": rate(derived["images_per_s"]),
+        "gflops_per_s": rate(derived["gflops_per_s"]),
+        "mfu": percent(derived["mfu"]),
+        "peak_memory": byte_size(result.peak_memory_bytes),
+        "first_step": milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
+        "samples": f"{derived['n']} ({CAPPED_MARK})" if result.capped else str(derived["n"]),
+        "vs_fastest": ratio(time_vs_fastest),
+    }

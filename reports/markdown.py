@@ -27,7 +27,7 @@ from reports._groups import (
 from reports.plots import plot_batch_scaling, plot_median_times
 
 TITLE = "CNN benchmark report"
-NOISY_MARK = "~"
+NOISY_MARK = _format.NOISY_MARK
 _TEXT_COLUMNS = {"run", "device", "precision", "framework", "variant", "mode", "series",
                  "configuration", "status", "reason"}
 
@@ -62,7 +62,9 @@ def _heading(runs: Sequence[Run]) -> str:
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     labels = run_labels(runs)
     sources = ", ".join(f"`{run.path}`" if run.path else label for label, run in zip(labels, runs, strict=True))
-    return f"# {TITLE}\n\nGenerated {generated} from {sources}."
+    commands = [f"`python {run.environment['command']}`" for run in runs if run.environment.get("command")]
+    measured_by = f"\n\nMeasured by {', '.join(commands)}." if commands else ""
+    return f"# {TITLE}\n\nGenerated {generated} from {sources}.{measured_by}"
 
 
 def _environment_section(runs: Sequence[Run]) -> str:
@@ -109,23 +111,13 @@ def _mode_section(mode: str, group: Sequence[LabelledResult], with_run: bool) ->
     rows = []
     for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
         result, config = entry.result, entry.result.config
-        derived = result.derived()
         row = ([entry.run] if with_run else []) + [config.device, config.precision, str(config.batch_size),
                                                    config.framework]
         if with_variant:
             row.append(_format.variant(config.compile, config.channels_last))
-        row += [
-            (NOISY_MARK if derived["noisy"] else "") + _format.milliseconds(derived["median_ms"]),
-            _format.confidence_interval(derived["ci95_ms"]),
-            _format.milliseconds(derived["ms_per_image"]),
-            _format.rate(derived["images_per_s"]),
-            _format.rate(derived["gflops_per_s"]),
-            _format.percent(derived["mfu"]),
-            _format.byte_size(result.peak_memory_bytes),
-            _format.milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
-            f"{derived['n']} (capped)" if result.capped else str(derived["n"]),
-            _format.ratio(ratio),
-        ]
+        cells = _format.measured_cells(result, ratio)
+        row += [cells[key] for key in ("median", "ci", "ms_per_image", "images_per_s", "gflops_per_s", "mfu",
+                                       "peak_memory", "first_step", "samples", "vs_fastest")]
         rows.append(row)
     parts = [f"#### {mode}"]
     if mode in MODES:
@@ -221,7 +213,9 @@ def _methodology_section(runs: Sequence[Run]) -> str:
         "Peak memory is the device's allocator peak on a GPU and the worker process's peak resident memory on "
         "a CPU.",
         f"FLOP convention: {'; '.join(conventions)}. MFU is the achieved FLOP/s over the device's peak for the "
-        "precision used; blank where the peak is unknown.",
+        "precision used (the best dense matrix-multiply rate measured with the installed frameworks); blank where "
+        "the peak is unknown. The FLOPs are those of direct convolution: a library that picks a Winograd or FFT "
+        "algorithm does fewer multiplications, so MFU above 100% means such an algorithm, not a miscount.",
         f"Statistics come from every timed sample: median with a distribution-free {CONFIDENCE:.0%} confidence "
         "interval from order statistics, and a result is noisy when its interquartile range exceeds "
         f"{NOISY_IQR_RATIO:.0%} of its median.",

@@ -15,8 +15,7 @@ from reports._environment import environment_rows
 from reports._groups import LabelledResult, by_model_and_mode, time_vs_fastest
 from reports.compare import SIGNIFICANCE, VERDICTS, Comparison
 
-NOISY_MARK = "~"
-CAPPED_MARK = "capped"
+NOISY_MARK, CAPPED_MARK = _format.NOISY_MARK, _format.CAPPED_MARK
 _TEXT_COLUMNS = ("framework", "device", "precision", "variant")
 # Below this console width the secondary columns are left out, so the rest stays readable.
 WIDE_CONSOLE = 150
@@ -67,7 +66,7 @@ def results_table(model: str, mode: str, group: Sequence[LabelledResult], *, com
     in_title = [next(iter(values)) for values in shared.values() if len(values) == 1]
     title = " — ".join([model, mode, *([" ".join(in_title)] if in_title else [])])
     table = Table(title=title, caption=MODES.get(mode), title_justify="left", caption_justify="left")
-    columns = ["framework"] + [name for name, values in shared.items() if len(values) > 1] + ["batch"]
+    columns = ["framework", *(name for name, values in shared.items() if len(values) > 1), "batch"]
     columns += (["variant"] if with_variant else [])
     columns += ["median ms (95% CI)", "ms / image", "images/s", "GFLOP/s", "MFU %", "peak memory",
                 "first step ms", "samples", "vs fastest"]
@@ -77,23 +76,14 @@ def results_table(model: str, mode: str, group: Sequence[LabelledResult], *, com
             table.add_column(column, justify="left" if column in _TEXT_COLUMNS else "right", no_wrap=True)
     for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
         result, config = entry.result, entry.result.config
-        derived = result.derived()
-        mark = NOISY_MARK if derived["noisy"] else ""
-        row = [config.framework] + [getattr(config, name) for name in columns[1:-10] if name in shared]
-        row.append(str(config.batch_size))
+        varying = [name for name, values in shared.items() if len(values) > 1]
+        row = [config.framework, *(getattr(config, name) for name in varying), str(config.batch_size)]
         if with_variant:
             row.append(_format.variant(config.compile, config.channels_last))
-        row += [
-            f"{mark}{_format.milliseconds(derived['median_ms'])} ({_format.confidence_interval(derived['ci95_ms'])})",
-            _format.milliseconds(derived["ms_per_image"]),
-            _format.rate(derived["images_per_s"]),
-            _format.rate(derived["gflops_per_s"]),
-            _format.percent(derived["mfu"]),
-            _format.byte_size(result.peak_memory_bytes),
-            _format.milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
-            f"{derived['n']} {CAPPED_MARK}" if result.capped else str(derived["n"]),
-            _format.ratio(ratio),
-        ]
+        cells = _format.measured_cells(result, ratio)
+        row += [f"{cells['median']} ({cells['ci']})"] + [cells[key] for key in (
+            "ms_per_image", "images_per_s", "gflops_per_s", "mfu", "peak_memory", "first_step", "samples",
+            "vs_fastest")]
         row = [value for column, value in zip(columns, row, strict=True) if column not in hidden]
         table.add_row(*row, style="bold" if ratio == 1.0 else None)
     return table

@@ -106,3 +106,16 @@ def test_config_refuses_unknown_mode_and_precision():
         Config("lenet", "torch", "cpu", "inference", 1)
     with pytest.raises(ValueError, match="precision"):
         Config("lenet", "torch", "cpu", "forward", 1, precision="fp8")
+
+
+def test_results_file_is_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "results.json"
+    previous = os.umask(0o022)
+    try:
+        write_run(path, Run(environment={}, results=[_result()]))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

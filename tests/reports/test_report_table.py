@@ -64,7 +64,7 @@ def test_environment_is_shown_for_a_run_including_unknown_keys(mixed_run):
     assert row_of(text, "Test CPU 9000").split("│")[1].strip() == "CPU"
     assert "2.18.0" in row_of(text, "tf version")
     assert row_of(text, "8.0 GiB").split("│")[1].strip() == "memory"
-    assert "100.0" in row_of(text, "peak GFLOP/s cpu fp32")
+    assert " 100 " in row_of(text, "peak GFLOP/s cpu fp32")  # floats shown to 4 significant digits
     assert "an unknown key the harness added later" in row_of(text, "lab_notes")
 
 
