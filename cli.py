@@ -353,28 +353,10 @@ def peak(
     if as_json:
         _print_json({"peaks": measured})
         return
+    from reports.table import peak_table
+
     for entry in measured:
-        table = Table(title=f"Matmul peak on {entry['device']}" + (f" ({entry['gpu_name']})" if entry["gpu_name"]
-                      else f", {entry['threads']} threads"), title_justify="left")
-        table.add_column("precision")
-        for framework in entry["by_framework"]:
-            table.add_column(f"{framework} GFLOP/s", justify="right")
-        table.add_column("best GFLOP/s", justify="right")
-        if entry["published_tflops"]:
-            table.add_column("published GFLOP/s", justify="right")
-        for precision in entry["best_gflops_per_s"] | {p: None for r in entry["by_framework"].values() for p in r}:
-            row = [precision]
-            for rates in entry["by_framework"].values():
-                value = rates.get(precision, {})
-                error = value.get("error", "").split(" (")[0]
-                row.append(f"{value['gflops_per_s']:,.0f}" if "gflops_per_s" in value else error)
-            best = entry["best_gflops_per_s"].get(precision)
-            row.append(f"{best:,.0f}" if best else "not measured")
-            if entry["published_tflops"]:
-                published = entry["published_tflops"].get(precision)
-                row.append(f"{published * 1e3:,.0f}" if published else "")
-            table.add_row(*row)
-        console.print(table)
+        console.print(peak_table(entry))
     if not any(entry["best_gflops_per_s"] for entry in measured):
         raise CliError("no peak could be measured on " + ", ".join(devices), exit_code=1)
 

@@ -138,3 +138,30 @@ def render_comparison(comparison: Comparison, console: Console) -> None:
         f"{comparison.threshold:.1%}.",
         highlight=False,
     )
+
+
+def peak_table(entry: dict) -> Table:
+    """One device's matmul peak (``bench.peak.measure_peaks``): per precision each framework, the best, and
+    the published figure where the GPU is a known model."""
+    suffix = f" ({entry['gpu_name']})" if entry["gpu_name"] else f", {entry['threads']} threads"
+    table = Table(title=f"Matmul peak on {entry['device']}{suffix}", title_justify="left")
+    table.add_column("precision")
+    for framework in entry["by_framework"]:
+        table.add_column(f"{framework} GFLOP/s", justify="right")
+    table.add_column("best GFLOP/s", justify="right")
+    published = entry["published_tflops"]
+    if published:
+        table.add_column("published GFLOP/s", justify="right")
+    precisions = dict.fromkeys([*entry["best_gflops_per_s"], *(p for r in entry["by_framework"].values() for p in r)])
+    for precision in precisions:
+        row = [precision]
+        for rates in entry["by_framework"].values():
+            value = rates.get(precision, {})
+            row.append(_format.rate(value["gflops_per_s"]) if "gflops_per_s" in value
+                       else value.get("error", "").split(" (")[0])
+        best = entry["best_gflops_per_s"].get(precision)
+        row.append(_format.rate(best) if best else "not measured")
+        if published:
+            row.append(_format.rate(published[precision] * 1e3) if precision in published else "")
+        table.add_row(*row)
+    return table

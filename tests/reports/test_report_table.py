@@ -93,3 +93,19 @@ def test_shared_device_and_precision_move_to_the_title_and_narrow_consoles_hide_
     narrow_text = narrow.export_text()
     assert "first step ms" in text and "first step ms" not in narrow_text.split("narrow terminal")[0]
     assert "narrow terminal: ms / image, peak memory, first step ms, samples left out" in narrow_text
+
+
+def test_peak_table_shows_each_framework_best_and_published():
+    from reports.table import peak_table
+
+    entry = {"device": "cuda", "threads": 2, "gpu_name": "NVIDIA H100 80GB HBM3",
+             "best_gflops_per_s": {"bf16": 700_000.0},
+             "by_framework": {"torch": {"bf16": {"gflops_per_s": 700_000.0}},
+                              "tf": {"bf16": {"error": "skipped: tf: no GPU visible (install the cuda extra)"}}},
+             "published_tflops": {"bf16": 989.4}}
+    console = Console(record=True, width=200)
+    console.print(peak_table(entry))
+    text = console.export_text()
+    assert "Matmul peak on cuda (NVIDIA H100 80GB HBM3)" in text
+    row = row_of(text, "bf16")
+    assert "700,000" in row and "989,400" in row and "skipped: tf: no GPU visible" in row
