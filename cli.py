@@ -252,6 +252,8 @@ def bench(
     threads: Annotated[int | None, typer.Option(help="CPU threads for both frameworks (default: every core).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before a configuration's worker is killed.")] = 900.0,
     peak: Annotated[bool, typer.Option(help="Measure the device's matmul peak (cached) to report MFU.")] = True,
+    repeats: Annotated[int, typer.Option(help="Fresh worker processes per configuration; samples are pooled and "
+                                         "each process's median kept (5 or more let compare test them).")] = 1,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<UTC timestamp>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run file on stdout and nothing else.")] = False,
 ) -> None:
@@ -273,6 +275,8 @@ def bench(
         raise CliError(f"--threads must be >= 1, received {threads}", exit_code=2)
     if timeout <= 0:
         raise CliError(f"--timeout must be > 0 seconds, received {timeout:g}", exit_code=2)
+    if repeats < 1:
+        raise CliError(f"--repeats must be >= 1, received {repeats}", exit_code=2)
     names = _models(models)
     chosen_frameworks = _frameworks(frameworks)
     devices = _devices(device)
@@ -292,6 +296,7 @@ def bench(
     configs = expand(
         names, chosen_frameworks, devices, chosen_modes, batch_sizes, precisions, compile=compile_,
         channels_last=channels_last, threads=threads, warmup=warmup, iters=iters, max_time_s=max_time or None,
+        repeats=repeats,
     )
     screen = errors if as_json else console
     results_path = folder / "results.json"

@@ -62,6 +62,7 @@ class Config:
     warmup: int = 10
     iters: int = 100
     max_time_s: float | None = None
+    repeats: int = 1  # fresh worker processes, each with its own burn-in and timed loop
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -99,6 +100,9 @@ class Result:
     capped: bool = False
     macs_per_image: int | None = None
     peak_gflops_per_s: float | None = None
+    # With repeats, the median of each worker process's own samples (``samples_ms`` pools them all): the
+    # spread between processes, which samples from one process cannot show.
+    process_medians_ms: tuple[float, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -121,7 +125,8 @@ class Result:
         """Every figure computed from the samples; None where nothing was measured."""
         summary = self.summary
         if summary is None:
-            keys = [f.name for f in fields(Summary)] + ["images_per_s", "ms_per_image", "gflops_per_s", "mfu"]
+            keys = [f.name for f in fields(Summary)] + ["images_per_s", "ms_per_image", "gflops_per_s", "mfu",
+                                                        "processes", "process_spread"]
             values = dict.fromkeys(keys)
             values["n"] = 0
             return values
@@ -133,12 +138,16 @@ class Result:
         gflops = flops / (summary.median_ms / 1e3) / 1e9 if flops is not None else None
         values["gflops_per_s"] = gflops
         values["mfu"] = gflops / self.peak_gflops_per_s if gflops is not None and self.peak_gflops_per_s else None
+        medians = self.process_medians_ms
+        values["processes"] = max(len(medians), 1)
+        values["process_spread"] = (max(medians) - min(medians)) / summary.median_ms if len(medians) > 1 else None
         return values
 
     def to_dict(self) -> dict[str, Any]:
         stored = asdict(self)
         config = stored.pop("config")
         stored["samples_ms"] = list(self.samples_ms)
+        stored["process_medians_ms"] = list(self.process_medians_ms)
         stored["flops_per_step"] = self.flops_per_step
         return {**config, **stored, **self.derived()}
 
@@ -146,10 +155,10 @@ class Result:
     def from_dict(cls, values: dict[str, Any]) -> Result:
         """Rebuild from a run file's entry; derived figures in it are ignored and recomputed."""
         config = Config(**{f.name: values[f.name] for f in fields(Config) if f.name in values})
-        stored = {
-            f.name: values[f.name] for f in fields(cls) if f.name not in ("config", "samples_ms") and f.name in values
-        }
-        return cls(config=config, samples_ms=tuple(float(v) for v in values.get("samples_ms") or ()), **stored)
+        sequences = ("config", "samples_ms", "process_medians_ms")
+        stored = {f.name: values[f.name] for f in fields(cls) if f.name not in sequences and f.name in values}
+        return cls(config=config, samples_ms=tuple(float(v) for v in values.get("samples_ms") or ()),
+                   process_medians_ms=tuple(float(v) for v in values.get("process_medians_ms") or ()), **stored)
 
     def with_peak(self, peak_gflops_per_s: float | None) -> Result:
         return replace(self, peak_gflops_per_s=peak_gflops_per_s)

@@ -7,13 +7,14 @@ import json
 import os
 import queue
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -48,11 +49,12 @@ def expand(
     warmup: int = 10,
     iters: int = 100,
     max_time_s: float | None = None,
+    repeats: int = 1,
 ) -> list[Config]:
     """The cross product of the choices, one ``Config`` each, grouped by model, then device, then framework."""
     return [
         Config(model, framework, device, mode, batch, precision, compile, channels_last, threads, warmup, iters,
-               max_time_s)
+               max_time_s, repeats)
         for model, device, framework, precision, batch, mode in itertools.product(
             models, devices, frameworks, precisions, batch_sizes, modes
         )
@@ -158,6 +160,47 @@ def run_worker(
     return Result(config=config, status="failed", reason=f"{config.framework}: {reason}", macs_per_image=macs), {}
 
 
+def run_configuration(
+    config: Config,
+    timeout_s: float,
+    observer: Observer | None = None,
+    index: int = 0,
+    worker_command: tuple[str, ...] = WORKER_COMMAND,
+) -> tuple[Result, dict]:
+    """Run ``config`` in ``config.repeats`` fresh worker processes, one after the other, and pool the samples.
+
+    Each process's median is kept as well: processes differ (memory placement, thread scheduling, library
+    choices made at start-up) by more than the samples inside one process vary, and only several processes
+    show it. A repeat that fails makes the result failed, keeping the samples measured before it.
+    """
+    measured: list[Result] = []
+    environment: dict = {}
+    for repeat in range(config.repeats):
+        result, worker_environment = run_worker(config, timeout_s, observer, index, worker_command)
+        environment = environment or worker_environment
+        if result.status != "ok":
+            if config.repeats == 1 or not measured:
+                return result, environment
+            return replace(
+                result,
+                reason=f"{config.framework}: repeat {repeat + 1} of {config.repeats}: "
+                f"{(result.reason or '').removeprefix(f'{config.framework}: ')}",
+                samples_ms=tuple(sample for done in measured for sample in done.samples_ms),
+                process_medians_ms=tuple(statistics.median(done.samples_ms) for done in measured),
+            ), environment
+        measured.append(result)
+    if config.repeats == 1:
+        return measured[0], environment
+    first = measured[0]
+    return replace(
+        first,
+        samples_ms=tuple(sample for done in measured for sample in done.samples_ms),
+        process_medians_ms=tuple(statistics.median(done.samples_ms) for done in measured),
+        capped=any(done.capped for done in measured),
+        peak_memory_bytes=max((done.peak_memory_bytes or 0) for done in measured) or None,
+    ), environment
+
+
 def _kill(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
@@ -190,7 +233,7 @@ def run_configs(
                                 macs_per_image=zoo.get_spec(config.model).macs)
                 framework_environment = {}
             else:
-                result, framework_environment = run_worker(config, timeout_s, observer, index, worker_command)
+                result, framework_environment = run_configuration(config, timeout_s, observer, index, worker_command)
                 if result.status == "skipped":
                     skip_reasons[skip_key] = result.reason
             if framework_environment:

@@ -68,6 +68,13 @@ def measured_cells(result, time_vs_fastest: float) -> dict[str, str]:
         "mfu": percent(derived["mfu"]),
         "peak_memory": byte_size(result.peak_memory_bytes),
         "first_step": milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
-        "samples": f"{derived['n']} ({CAPPED_MARK})" if result.capped else str(derived["n"]),
+        "samples": _samples(derived, result.capped),
         "vs_fastest": ratio(time_vs_fastest),
     }
+
+
+def _samples(derived: dict, capped: bool) -> str:
+    text = str(derived["n"])
+    if derived["processes"] > 1:
+        text += f" in {derived['processes']} processes, spread {derived['process_spread']:.0%}"
+    return f"{text} ({CAPPED_MARK})" if capped else text

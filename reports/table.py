@@ -119,11 +119,13 @@ def render_comparison(comparison: Comparison, console: Console) -> None:
     table.add_column("configuration")
     for column in ("base ms", "new ms", "new/base", "p-value"):
         table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("tested on", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     for pair in comparison.compared:
         table.add_row(
             pair.config.label(), _format.milliseconds(pair.base_median_ms), _format.milliseconds(pair.new_median_ms),
-            _format.ratio(pair.ratio), f"{pair.p_value:.2g}", Text(pair.verdict, style=_VERDICT_STYLES[pair.verdict]),
+            _format.ratio(pair.ratio), f"{pair.p_value:.2g}", pair.basis,
+            Text(pair.verdict, style=_VERDICT_STYLES[pair.verdict]),
         )
     console.print(table)
     for title, configs in (("only in base", comparison.only_in_base), ("only in new", comparison.only_in_new)):

@@ -61,6 +61,7 @@ def test_cuda_without_gpu_skips_each_framework_in_one_line(tmp_path):
         (("lenet", "--modes", "inference"), "unknown mode 'inference'; accepted: forward, forward-backward, train"),
         (("lenet", "--iters", "many"), "--iters"),
         (("lenet", "--threads", "0"), "--threads must be >= 1"),
+        (("lenet", "--repeats", "0"), "--repeats must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, needle):

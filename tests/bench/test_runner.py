@@ -128,3 +128,26 @@ def test_real_torch_worker_times_lenet(tmp_path):
     assert run.environment["frameworks"]["torch"]["version"]
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["results"][0]["median_ms"] == result.derived()["median_ms"]
+
+
+def test_repeats_pool_samples_and_keep_each_process_median(tmp_path):
+    run = run_configs([_config(repeats=3)], tmp_path / "r.json", worker_command=_fake(FAKE_OK))
+    (result,) = run.results
+    assert result.status == "ok"
+    assert result.samples_ms == (1.0, 2.0, 3.0) * 3
+    assert result.process_medians_ms == (2.0, 2.0, 2.0)
+    assert result.derived()["processes"] == 3 and result.derived()["process_spread"] == 0.0
+    assert read_run(tmp_path / "r.json").results[0].process_medians_ms == (2.0, 2.0, 2.0)
+
+
+def test_a_failing_repeat_fails_the_result_but_keeps_what_was_measured(tmp_path):
+    marker = tmp_path / "ran-once"
+    script = FAKE_OK.replace("import json, sys", f"""import json, os, signal, sys
+if os.path.exists({str(marker)!r}):
+    os.kill(os.getpid(), signal.SIGSEGV)
+open({str(marker)!r}, "w").close()""")
+    run = run_configs([_config(repeats=3)], tmp_path / "r.json", worker_command=_fake(script))
+    (result,) = run.results
+    assert result.status == "failed"
+    assert result.reason == "torch: repeat 2 of 3: worker killed by SIGSEGV"
+    assert result.samples_ms == (1.0, 2.0, 3.0) and result.process_medians_ms == (2.0,)

@@ -105,3 +105,24 @@ def test_a_configuration_measured_twice_in_one_run_is_refused():
 def test_threshold_must_be_a_fraction(threshold):
     with pytest.raises(ValueError, match="threshold"):
         compare_runs(run(ok()), run(ok()), threshold=threshold)
+
+
+def test_with_five_processes_a_rerun_that_lands_on_other_processes_is_same_but_a_shift_is_slower():
+    from bench.record import Config, Result, Run
+    from reports.compare import MIN_PROCESSES, compare_runs
+
+    def result(process_medians, spread=0.2):
+        # Each process's samples are tight around its own median: within-process noise hides process luck.
+        samples = tuple(m + spread * (i % 5 - 2) / 10 for m in process_medians for i in range(40))
+        return Result(Config("alexnet", "torch", "cpu", "forward", 8, repeats=len(process_medians)), "ok",
+                      samples_ms=samples, process_medians_ms=tuple(process_medians))
+
+    base = Run(environment={}, results=[result([56.0, 57.0, 63.0, 56.5, 64.0])])
+    rerun = Run(environment={}, results=[result([63.5, 56.2, 57.5, 64.5, 56.8])])
+    slowed = Run(environment={}, results=[result([m * 1.3 for m in (56.0, 57.0, 63.0, 56.5, 64.0)])])
+    assert MIN_PROCESSES == 5
+    (same,) = compare_runs(base, rerun).compared
+    assert same.basis == "process medians" and same.verdict == "same"
+    (slower,) = compare_runs(base, slowed).compared
+    assert slower.basis == "process medians" and slower.verdict == "slower"
+    assert slower.p_value < 0.01
