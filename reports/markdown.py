@@ -181,13 +181,18 @@ def _scaling_tables(model: str, entries: Sequence[LabelledResult], with_run: boo
 
 def _methodology_section(runs: Sequence[Run]) -> str:
     results = [result for run in runs for result in run.results]
-    protocols = Counter((result.config.warmup, result.config.iters, result.config.max_time_s) for result in results)
+    protocols = Counter(
+        (result.config.warmup, result.config.iters, result.config.max_time_s, result.config.repeats)
+        for result in results
+    )
     protocol_lines = [
         f"- {warmup} untimed burn-in steps, then {iters} timed steps"
         + (f", stopping early once {max_time_s:g} s of timed steps have run (such results are marked capped)"
            if max_time_s is not None else "")
+        + (f"; all of it in each of {repeats} fresh processes, samples pooled and each process's median kept"
+           if repeats > 1 else "")
         + f" ({count} configuration{'s' if count != 1 else ''})"
-        for (warmup, iters, max_time_s), count in protocols.items()
+        for (warmup, iters, max_time_s, repeats), count in protocols.items()
     ]
     descriptions = {mode: text for run in reversed(runs) for mode, text in run.modes.items()}
     modes = dict.fromkeys(result.config.mode for result in results)
