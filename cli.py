@@ -22,7 +22,6 @@ try:  # typer >= 0.29 carries its own copy of click
 except ImportError:
     _TyperUsageError = click.exceptions.UsageError
 from rich.console import Console
-from rich.table import Table
 
 import zoo
 
@@ -89,16 +88,9 @@ def list_command(
     if as_json:
         _print_json({"models": rows})
         return
-    table = Table(title="Model zoo", title_justify="left")
-    for column, justify in (("name", "left"), ("title", "left"), ("input (CxHxW)", "right"),
-                            ("parameters", "right"), ("MACs / image", "right"), ("frameworks", "left")):
-        table.add_column(column, justify=justify)
-    for row in rows:
-        table.add_row(
-            row["name"], row["title"], "x".join(map(str, row["input"])), f"{row['params']:,}", f"{row['macs']:,}",
-            ", ".join(row["frameworks"]) or "none installed",
-        )
-    console.print(table)
+    from reports.zoo_tables import zoo_table
+
+    console.print(zoo_table(rows))
 
 
 @app.command()
@@ -114,61 +106,19 @@ def verify(
     """
     names = _models(models)
     _require_frameworks(zoo.FRAMEWORKS)
-    from zoo.parity import check_parity, framework_counts
+    from zoo.parity import verify_model
 
-    reports = []
-    for name in names:
-        spec = zoo.get_spec(name)
-        counts = framework_counts(name)
-        parity = check_parity(name, batch_size=batch_size)
-        counts_ok = all(
-            c["params"] == spec.expected_params and c["macs"] == spec.expected_macs for c in counts.values()
-        )
-        reports.append(
-            {
-                "model": name,
-                "expected": {"params": spec.expected_params, "macs": spec.expected_macs},
-                "frameworks": counts,
-                "counts_ok": counts_ok,
-                "parity": parity.to_dict(),
-                "passed": counts_ok and parity.passed,
-            }
-        )
+    reports = [verify_model(name, batch_size=batch_size) for name in names]
     all_passed = all(report["passed"] for report in reports)
     if as_json:
         _print_json({"passed": all_passed, "models": reports})
     else:
-        _print_verify_table(reports)
+        from reports.zoo_tables import verify_tables
+
+        for table in verify_tables(reports):
+            console.print(table)
     if not all_passed:
         raise typer.Exit(1)
-
-
-def _print_verify_table(reports: list[dict]) -> None:
-    table = Table(title="Equivalence of the torch and TensorFlow definitions", title_justify="left")
-    for column in ("model", "framework", "parameters", "MACs / image", "counts"):
-        table.add_column(column, justify="left" if column in ("model", "framework", "counts") else "right")
-    for report in reports:
-        for framework, counts in report["frameworks"].items():
-            ok = counts["params"] == report["expected"]["params"] and counts["macs"] == report["expected"]["macs"]
-            table.add_row(report["model"], framework, f"{counts['params']:,}", f"{counts['macs']:,}",
-                          "[green]match spec[/]" if ok else "[red]differ from spec[/]")
-    console.print(table)
-    first = reports[0]["parity"]
-    parity_table = Table(
-        title=f"Parity with transferred weights: max |torch - tf| relative to max |torch|; pass when logits <= "
-        f"{first['logits_rtol']:.0e} and every gradient <= {first['grads_rtol']:.0e}",
-        title_justify="left",
-    )
-    for column in ("model", "batch", "logits", "gradients (worst)", "result"):
-        parity_table.add_column(column, justify="right" if column == "batch" else "left")
-    for report in reports:
-        p = report["parity"]
-        parity_table.add_row(
-            report["model"], str(p["batch_size"]), f"{p['logits_rel_diff']:.2e}",
-            f"{p['grads_rel_diff']:.2e} ({p['worst_grad']})",
-            "[green]pass[/]" if report["passed"] else "[red]FAIL[/]",
-        )
-    console.print(parity_table)
 
 
 def _split(value: str, what: str) -> list[str]:

@@ -148,3 +148,21 @@ def check_parity(name: str, *, batch_size: int = 2, seed: int = 0) -> ParityResu
         grads_rel_diff=worst_rel,
         worst_grad=worst_name,
     )
+
+
+def verify_model(name: str, *, batch_size: int = 2) -> dict:
+    """Everything ``cli.py verify`` reports for one model: counts of both builds against the spec, and parity."""
+    import zoo
+
+    spec = zoo.get_spec(name)
+    counts = framework_counts(name)
+    parity = check_parity(name, batch_size=batch_size)
+    counts_ok = all(c["params"] == spec.expected_params and c["macs"] == spec.expected_macs for c in counts.values())
+    return {
+        "model": name,
+        "expected": {"params": spec.expected_params, "macs": spec.expected_macs},
+        "frameworks": counts,
+        "counts_ok": counts_ok,
+        "parity": parity.to_dict(),
+        "passed": counts_ok and parity.passed,
+    }

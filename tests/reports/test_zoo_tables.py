@@ -1,0 +1,32 @@
+"""Tables of the zoo: the model list, and verify's counts and parity with a failure shown as one."""
+
+from rich.console import Console
+
+from reports.zoo_tables import verify_tables, zoo_table
+
+
+def _text(*tables) -> str:
+    console = Console(record=True, width=200)
+    for table in tables:
+        console.print(table)
+    return console.export_text()
+
+
+def test_zoo_table_lists_models_and_installed_frameworks():
+    text = _text(zoo_table([{"name": "lenet", "title": "LeNet-5", "input": [1, 32, 32], "params": 61_706,
+                             "macs": 416_520, "frameworks": ["torch"]}]))
+    assert "1x32x32" in text and "61,706" in text and "416,520" in text
+    assert "frameworks installed: torch" in text
+
+
+def test_verify_tables_show_a_mismatch_and_a_failure():
+    parity = {"batch_size": 2, "logits_rel_diff": 3e-2, "grads_rel_diff": 1e-7, "worst_grad": "fc3.bias",
+              "logits_rtol": 1e-4, "grads_rtol": 1e-4}
+    report = {"model": "lenet", "expected": {"params": 61_706, "macs": 416_520}, "passed": False,
+              "frameworks": {"torch": {"params": 61_706, "macs": 416_520}, "tf": {"params": 61_700, "macs": 416_520}},
+              "parity": parity}
+    text = _text(*verify_tables([report]))
+    lines = text.splitlines()
+    assert any("torch" in line and "match spec" in line for line in lines)
+    assert any("tf" in line and "61,700" in line and "differ from spec" in line for line in lines)
+    assert any("lenet" in line and "3.00e-02" in line and "FAIL" in line for line in lines)
