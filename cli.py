@@ -67,9 +67,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")] = False,
 ) -> None:
     """Show the zoo: name, title, input, parameters, MACs and which frameworks are installed."""
-    import importlib.util
-
-    installed = [fw for fw in zoo.FRAMEWORKS if importlib.util.find_spec(zoo.FRAMEWORK_PACKAGES[fw]) is not None]
+    installed = zoo.installed_frameworks()
     rows = []
     for name in zoo.list_models():
         spec = zoo.get_spec(name)
@@ -317,11 +315,10 @@ def peak(
 
 
 def _require_frameworks(frameworks) -> None:
-    import importlib.util
-
+    installed = zoo.installed_frameworks()
     for framework in frameworks:
-        package = zoo.FRAMEWORK_PACKAGES[framework]
-        if importlib.util.find_spec(package) is None:
+        if framework not in installed:
+            package = zoo.FRAMEWORK_PACKAGES[framework]
             raise CliError(f"{framework}: {package} is not installed (pip install -e .)", exit_code=1)
 
 

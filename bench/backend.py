@@ -58,8 +58,8 @@ class Backend(Protocol):
 
 
 def load_backend(framework: str) -> Backend:
-    """Import the backend module of ``framework`` (and so the framework itself)."""
-    return importlib.import_module(_BACKEND_MODULES[framework]).BACKEND
+    """A new backend of ``framework``; imports that framework (and only it)."""
+    return importlib.import_module(_BACKEND_MODULES[framework]).Backend()
 
 
 def parse_device(device: str) -> tuple[str, int]:

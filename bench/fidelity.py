@@ -46,10 +46,10 @@ def _interleaved(backend, step, reference_round, calls: int) -> tuple[float, flo
 
 
 def _torch_case(model_name: str, batch: int, threads: int) -> dict:
+    from bench.backend import load_backend
     from bench.record import Config
-    from bench.torch_backend import TorchBackend
 
-    backend = TorchBackend()
+    backend = load_backend("torch")
     backend.configure_threads(threads)  # before anything else runs in parallel, or torch refuses
     import torch
     from torch.utils import benchmark
@@ -69,10 +69,10 @@ def _torch_case(model_name: str, batch: int, threads: int) -> dict:
 
 
 def _tf_case(model_name: str, batch: int, threads: int) -> dict:
+    from bench.backend import load_backend
     from bench.record import Config
-    from bench.tf_backend import TFBackend
 
-    backend = TFBackend()
+    backend = load_backend("tf")
     backend.configure_threads(threads)
     step = backend.prepare(Config(model_name, "tf", "cpu", "forward", batch))
     import tensorflow as tf

@@ -18,6 +18,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from bench.backend import load_backend
 from bench.environment import cpu_model
 
 CACHE_PATH = Path(os.environ.get("CONVBENCH_CACHE", Path.home() / ".cache" / "convbench")) / "peaks.json"
@@ -49,9 +50,7 @@ def published_peak(gpu_name: str | None) -> dict[str, float] | None:
 def _torch_rate(device: str, precision: str, threads: int) -> dict:
     import torch
 
-    from bench.torch_backend import TorchBackend
-
-    backend = TorchBackend()
+    backend = load_backend("torch")
     backend.configure_threads(threads)
     kind = device.split(":")[0]
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -69,9 +68,7 @@ def _torch_rate(device: str, precision: str, threads: int) -> dict:
 
 
 def _tf_rate(device: str, precision: str, threads: int) -> dict:
-    from bench.tf_backend import TFBackend
-
-    backend = TFBackend()
+    backend = load_backend("tf")
     backend.configure_threads(threads)
     import tensorflow as tf
 
@@ -180,7 +177,7 @@ def measure_peaks(device: str, precisions: list[str] | None = None, frameworks: 
 def _worker(framework: str, device: str, precisions: list[str], threads: int) -> None:
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
-    from bench.backend import Skip, load_backend
+    from bench.backend import Skip
     from bench.record import Config
 
     measure = _torch_rate if framework == "torch" else _tf_rate

@@ -169,4 +169,4 @@ def _nvidia_driver() -> str | None:
         return None
 
 
-BACKEND = TorchBackend()
+Backend = TorchBackend  # what bench.backend.load_backend instantiates

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,11 @@ def resolve_framework(framework: str) -> str:
         return _FRAMEWORK_ALIASES[framework.strip().lower()]
     except KeyError:
         raise UnknownNameError("framework", framework, sorted(_FRAMEWORK_ALIASES)) from None
+
+
+def installed_frameworks() -> list[str]:
+    """Canonical names of the frameworks whose package is installed, found without importing them."""
+    return [framework for framework in FRAMEWORKS if importlib.util.find_spec(FRAMEWORK_PACKAGES[framework])]
 
 
 def build(name: str, framework: str, **options: Any) -> Any:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.backend import Skip, parse_device
+from bench.backend import Skip, load_backend, parse_device
 from bench.record import Config
 
 
@@ -21,15 +21,11 @@ def test_parse_device_refuses_malformed(device):
 
 
 def _torch_backend():
-    from bench.torch_backend import TorchBackend
-
-    return TorchBackend()
+    return load_backend("torch")
 
 
 def _tf_backend():
-    from bench.tf_backend import TFBackend
-
-    return TFBackend()
+    return load_backend("tf")
 
 
 BACKENDS = [pytest.param(_torch_backend, marks=pytest.mark.torch, id="torch"),

@@ -14,12 +14,12 @@ STEP_TEST = textwrap.dedent(
     """
     import os
 
+    from bench.backend import load_backend
     from bench.record import Config
-    from bench.torch_backend import TorchBackend
 
 
     def test_lenet_forward(benchmark):
-        backend = TorchBackend()
+        backend = load_backend("torch")
         step = backend.prepare(Config("lenet", "torch", "cpu", "forward", 8))
         # The regression under test: the same step done three times, as a slower implementation would.
         repeats = 3 if os.environ.get("MAKE_STEP_SLOWER") else 1

@@ -12,7 +12,7 @@ while timing. Every round is one step followed by a device synchronisation.
 import pytest
 
 import zoo
-from bench.backend import Skip
+from bench.backend import Skip, load_backend
 from bench.record import MODES, Config, step_flops
 
 CASES = [
@@ -28,22 +28,12 @@ CASES = [
 ]
 
 
-def _backend(framework):
-    if framework == "torch":
-        from bench.torch_backend import TorchBackend
-
-        return TorchBackend()
-    from bench.tf_backend import TFBackend
-
-    return TFBackend()
-
-
 @pytest.mark.parametrize(("model", "framework", "device", "mode"), CASES)
 def test_step(benchmark, request, model, framework, device, mode):
     batch = request.config.getoption("--step-batch")
     rounds = request.config.getoption("--step-rounds")
     config = Config(model, framework, device, mode, batch)
-    backend = _backend(framework)
+    backend = load_backend(framework)
     try:
         backend.check(config)
     except Skip as skip:
