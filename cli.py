@@ -14,13 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
-
-try:  # typer >= 0.29 carries its own copy of click
-    from typer._click.exceptions import UsageError as _TyperUsageError
-except ImportError:
-    _TyperUsageError = click.exceptions.UsageError
 from rich.console import Console
 
 import zoo
@@ -318,7 +312,7 @@ def _require_frameworks(frameworks) -> None:
     installed = zoo.installed_frameworks()
     for framework in frameworks:
         if framework not in installed:
-            package = zoo.FRAMEWORK_PACKAGES[framework]
+            package = zoo.get_framework(framework).package
             raise CliError(f"{framework}: {package} is not installed (pip install -e .)", exit_code=1)
 
 
@@ -459,12 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = command.main(args=argv, prog_name="cli.py", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except (click.exceptions.Exit, typer.Exit) as exit_:
+    except typer.Exit as exit_:
         return exit_.exit_code
-    except (click.exceptions.UsageError, _TyperUsageError) as error:
+    except typer.TyperException as error:  # usage errors: unknown option, bad value, missing argument
         errors.print(f"error: {error.format_message()}", markup=False, highlight=False, soft_wrap=True)
-        return 2
-    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
+        return error.exit_code
+    except (typer.Abort, KeyboardInterrupt):
         errors.print("interrupted", markup=False)
         return 130
     except CliError as error:

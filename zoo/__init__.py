@@ -5,10 +5,12 @@ Importing this package imports neither framework; ``build`` imports only the one
 
 from zoo import specs as _specs  # noqa: F401  (registers the models)
 from zoo._registry import (
-    FRAMEWORK_PACKAGES,
     FRAMEWORKS,
+    Framework,
     UnknownNameError,
     build,
+    framework_version,
+    get_framework,
     get_spec,
     installed_frameworks,
     list_models,
@@ -20,12 +22,14 @@ from zoo._spec import LayerSpec, LayerTableBuilder, ModelSpec
 
 __all__ = [
     "FRAMEWORKS",
-    "FRAMEWORK_PACKAGES",
+    "Framework",
     "LayerSpec",
     "LayerTableBuilder",
     "ModelSpec",
     "UnknownNameError",
     "build",
+    "framework_version",
+    "get_framework",
     "get_spec",
     "installed_frameworks",
     "list_models",

@@ -7,15 +7,39 @@ import fnmatch
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from zoo._spec import ModelSpec
 
-# Canonical framework names, and the spellings users type for them.
-FRAMEWORKS: tuple[str, ...] = ("torch", "tf")
-_FRAMEWORK_ALIASES = {"torch": "torch", "pytorch": "torch", "tf": "tf", "tensorflow": "tf", "keras": "tf"}
-# The package each framework needs, to tell "not installed" apart from "unknown".
-FRAMEWORK_PACKAGES = {"torch": "torch", "tf": "tensorflow"}
+
+@dataclass(frozen=True)
+class Framework:
+    """A deep-learning framework the zoo writes models in.
+
+    ``package`` is the module whose presence means the framework is installed (found without importing it),
+    ``distribution`` the pip distribution that carries its version. The benchmark's backend for it is the module
+    ``bench.<name>_backend``, and each registered model names a builder for it.
+    """
+
+    name: str
+    title: str
+    package: str
+    distribution: str
+    aliases: tuple[str, ...] = ()
+
+
+# The one table of frameworks: everything that branches on a framework reads it.
+_FRAMEWORK_TABLE: dict[str, Framework] = {
+    framework.name: framework
+    for framework in (
+        Framework("torch", "PyTorch", package="torch", distribution="torch", aliases=("pytorch",)),
+        Framework("tf", "TensorFlow", package="tensorflow", distribution="tensorflow", aliases=("tensorflow", "keras")),
+    )
+}
+FRAMEWORKS: tuple[str, ...] = tuple(_FRAMEWORK_TABLE)
+_FRAMEWORK_ALIASES = {spelling: framework.name for framework in _FRAMEWORK_TABLE.values()
+                      for spelling in (framework.name, *framework.aliases)}
 
 
 class UnknownNameError(ValueError):
@@ -38,11 +62,18 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(spec: ModelSpec, *, torch: str, tf: str) -> ModelSpec:
-    """Add a model; ``torch`` and ``tf`` name its builders as ``"module:function"`` so nothing is imported now."""
+def register_model(spec: ModelSpec, **builders: str) -> ModelSpec:
+    """Add a model with one builder per framework, named as ``"module:function"`` so nothing is imported now.
+
+    ``register_model(spec, torch="zoo.torch_models:lenet", tf="zoo.tf_models:lenet")``; every framework of the
+    table needs a builder, so a model can never be missing from one framework's benchmark.
+    """
     if spec.name in _REGISTRY:
         raise ValueError(f"model {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = _Entry(spec, {"torch": torch, "tf": tf})
+    if set(builders) != set(FRAMEWORKS):
+        raise ValueError(f"model {spec.name!r} needs one builder per framework ({', '.join(FRAMEWORKS)}). "
+                         f"Received: {', '.join(sorted(builders)) or 'none'}")
+    _REGISTRY[spec.name] = _Entry(spec, dict(builders))
     return spec
 
 
@@ -79,16 +110,29 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def resolve_framework(framework: str) -> str:
-    """Canonical framework name (``"torch"`` or ``"tf"``) for any accepted spelling."""
+    """Canonical framework name (``"torch"``, ``"tf"``) for any accepted spelling."""
     try:
         return _FRAMEWORK_ALIASES[framework.strip().lower()]
     except KeyError:
         raise UnknownNameError("framework", framework, sorted(_FRAMEWORK_ALIASES)) from None
 
 
+def get_framework(framework: str) -> Framework:
+    """The table entry of a framework, by any accepted spelling."""
+    return _FRAMEWORK_TABLE[resolve_framework(framework)]
+
+
 def installed_frameworks() -> list[str]:
     """Canonical names of the frameworks whose package is installed, found without importing them."""
-    return [framework for framework in FRAMEWORKS if importlib.util.find_spec(FRAMEWORK_PACKAGES[framework])]
+    return [name for name, framework in _FRAMEWORK_TABLE.items() if importlib.util.find_spec(framework.package)]
+
+
+def framework_version(framework: str) -> str | None:
+    """The installed version of a framework's distribution, read without importing it; None if absent."""
+    try:
+        return metadata.version(get_framework(framework).distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def build(name: str, framework: str, **options: Any) -> Any:

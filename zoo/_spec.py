@@ -56,6 +56,15 @@ class ModelSpec:
         """Forward FLOPs per image, counting 2 per multiply-accumulate."""
         return 2 * self.macs
 
+    @property
+    def input_layer_macs(self) -> int:
+        """MACs per image of the first layer with weights, the one that reads the images.
+
+        No parameter precedes it, so a backward pass computes its weight gradient but not its input gradient:
+        nobody asks for the gradient with respect to the images.
+        """
+        return next((layer.macs for layer in self.layers if layer.params), 0)
+
     def layer(self, name: str) -> LayerSpec:
         for layer in self.layers:
             if layer.name == name:
