@@ -40,7 +40,7 @@ def test_verify_json_is_only_json_and_passes():
     assert document["passed"] and report["passed"]
     assert report["frameworks"]["tf"] == {"params": 61_706, "macs": 416_520}
     assert report["frameworks"]["torch"] == {"params": 61_706, "macs": 416_520}
-    assert report["parity"]["logits_rel_diff"] <= 1e-4
+    assert report["parity"]["fp32_logits_rel_diff"] <= 1e-4 and report["parity"]["grads_rel_diff"] <= 1e-10
 
 
 @pytest.mark.parametrize(

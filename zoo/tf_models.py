@@ -14,7 +14,9 @@ class LocalResponseNormalization(layers.Layer):
     """Local response normalisation across channels (NHWC), in the Caffe/torch convention.
 
     ``alpha`` is divided by ``size`` here, as Caffe and ``torch.nn.LocalResponseNorm`` do;
-    ``tf.nn.local_response_normalization`` does not divide, so it receives ``alpha / size``.
+    ``tf.nn.local_response_normalization`` does not divide, so it receives ``alpha / size``. TensorFlow's LRN
+    kernel has no float64, which the parity proof computes in (``zoo.parity``); there the same formula is
+    written out with elementary ops, and a test holds the fused kernel to it in float32.
     """
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, **kwargs) -> None:
@@ -24,9 +26,19 @@ class LocalResponseNormalization(layers.Layer):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def call(self, inputs):
+        if inputs.dtype == tf.float64:
+            return self._written_out(inputs)
         return tf.nn.local_response_normalization(
             inputs, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha / self.size, beta=self.beta
         )
+
+    def _written_out(self, inputs):
+        """b = a / (k + alpha / size * sum of a^2 over the ``size`` channels centred on a's) ** beta."""
+        half = self.size // 2
+        squares = tf.pad(tf.square(inputs), [[0, 0], [0, 0], [0, 0], [half, half]])
+        channels = inputs.shape[-1]
+        window = tf.add_n([squares[..., offset:offset + channels] for offset in range(self.size)])
+        return inputs / tf.pow(self.k + self.alpha / self.size * window, self.beta)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}

@@ -154,9 +154,10 @@ def layers_in_order(model: nn.Module, input_shape: tuple[int, ...]) -> list[tupl
         for module in model.modules()
         if not list(module.children())
     ]
+    parameter = next(model.parameters())
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
+            model(torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device))
     finally:
         for handle in handles:
             handle.remove()
@@ -166,7 +167,6 @@ def layers_in_order(model: nn.Module, input_shape: tuple[int, ...]) -> list[tupl
 def kind_of(module: nn.Module) -> str:
     """The spec's kind for a torch layer (``"conv"``, ``"dense"``, ...)."""
     return _KINDS[type(module)]
-
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.parity import GRADS_RTOL, LOGITS_RTOL
+from zoo.parity import FP32_LOGITS_RTOL, GRADS_RTOL, LOGITS_RTOL
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]
 
@@ -14,8 +14,8 @@ def test_logits_and_gradients_agree(name):
     from zoo.parity import check_parity
 
     result = check_parity(name, batch_size=2)
-    assert result.logits_rel_diff <= LOGITS_RTOL == 1e-4
-    assert result.grads_rel_diff <= GRADS_RTOL
+    assert result.fp32_logits_rel_diff <= FP32_LOGITS_RTOL == 1e-4
+    assert result.logits_rel_diff <= LOGITS_RTOL and result.grads_rel_diff <= GRADS_RTOL
     assert result.logits_max_abs > 0  # the comparison is not between two all-zero outputs
     assert result.passed
 
@@ -49,7 +49,7 @@ def test_flatten_order_matters(monkeypatch):
     monkeypatch.setattr(transfer, "_flattened_from", lambda spec, name: None)
     _, _, keras_model, images, expected = _transferred("alexnet-2012")
     got = keras_model(images.transpose(0, 2, 3, 1), training=False).numpy()
-    assert _rel(expected, got) > 100 * LOGITS_RTOL
+    assert _rel(expected, got) > 100 * FP32_LOGITS_RTOL
 
 
 def test_lrn_matches_torch_and_alpha_convention_matters():
@@ -69,6 +69,24 @@ def test_lrn_matches_torch_and_alpha_convention_matters():
         nhwc, depth_radius=LRN_SIZE // 2, bias=LRN_K, alpha=LRN_ALPHA, beta=LRN_BETA
     ).numpy().transpose(0, 3, 1, 2)
     assert _rel(expected, undivided) > 1e-2
+
+
+def test_lrn_written_out_for_float64_is_the_same_formula():
+    """The parity proof runs the float64 path of the Keras LRN (TensorFlow's kernel has no float64); it must be
+    torch's LRN to float64 precision, and the fused float32 kernel must be it to float32 precision."""
+    import torch
+
+    from zoo.specs import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
+    from zoo.tf_models import LocalResponseNormalization
+
+    activations = np.random.default_rng(3).uniform(0, 60, size=(2, 16, 7, 7))
+    expected = torch.nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)(torch.from_numpy(activations)).numpy()
+    layer = LocalResponseNormalization(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K, dtype="float64")
+    written_out = layer(activations.transpose(0, 2, 3, 1)).numpy().transpose(0, 3, 1, 2)
+    assert _rel(expected, written_out) < 1e-13
+    fused = LocalResponseNormalization(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)(
+        activations.astype(np.float32).transpose(0, 2, 3, 1)).numpy().transpose(0, 3, 1, 2)
+    assert _rel(written_out, fused) < 1e-6
 
 
 def test_ungrouped_twin_is_refused():
