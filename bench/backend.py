@@ -1,21 +1,27 @@
-"""The small interface each framework's backend implements, and lazy loading of one backend by name."""
+"""The small interface each framework's backend implements, and lazy loading of one backend by name.
+
+A framework's backend is the module ``bench.<framework>_backend`` (the framework's name in ``zoo``'s table), and
+it is imported only inside a process that runs that framework.
+"""
 
 from __future__ import annotations
 
 import importlib
+import subprocess
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
+
 from bench.record import Config
 
-# SGD of the 2012 paper, used by the train mode in both frameworks.
-SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY = 0.01, 0.9, 5e-4
 # fp16 losses are multiplied by this before backward (torch's GradScaler starts from the same scale).
 FP16_LOSS_SCALE = 2.0**16
-# Labels are drawn once with this seed; inputs are standard normal, drawn on the device before timing.
+# Inputs and labels are drawn once from this seed, on the host, in NCHW order; a backend lays them out as its
+# framework wants and copies them to the device before timing. Both frameworks thus see the same numbers.
 DATA_SEED = 0
-
-_BACKEND_MODULES = {"torch": "bench.torch_backend", "tf": "bench.tf_backend"}
+# Compute capability from which a GPU has native bf16 (Ampere) and fp16 tensor cores (Volta).
+BF16_MIN_CAPABILITY, FP16_MIN_CAPABILITY = (8, 0), (7, 0)
 
 
 class Skip(Exception):
@@ -29,8 +35,9 @@ class Backend(Protocol):
     model: object  # the network of the last prepared step, for inspection
     images: object  # its input batch, already on the device
 
-    def configure_threads(self, threads: int) -> None:
-        """Set intra-op threads (and one inter-op thread) before the framework runs anything."""
+    def configure(self, config: Config, threads: int) -> None:
+        """Before the framework initialises: intra-op threads (one inter-op thread), the GPUs it may see, memory
+        growth."""
 
     def check(self, config: Config) -> None:
         """Raise ``Skip`` with the reason if ``config`` cannot run here (device missing, precision unsupported)."""
@@ -48,10 +55,19 @@ class Backend(Protocol):
         """Start a new peak-memory window (device memory on GPU; a no-op on CPU)."""
 
     def peak_memory_bytes(self) -> int | None:
-        """Peak device memory since ``reset_peak_memory``; None on CPU (the worker reports its peak RSS)."""
+        """Peak device memory since ``reset_peak_memory``; None on CPU (the worker measures the process)."""
 
-    def environment(self, config: Config) -> dict:
-        """Versions, devices and settings that affect the numbers."""
+    def framework_info(self) -> dict:
+        """Versions and build facts of the framework, the same for every configuration."""
+
+    def device_info(self, config: Config) -> dict:
+        """What the configuration's device is: GPU name, compute capability, memory, driver ({} on CPU)."""
+
+    def settings(self, config: Config) -> dict:
+        """The settings in effect for this configuration that change its numbers (TF32, XLA, policy, ...)."""
+
+    def matmul(self, device: str, precision: str, size: int) -> Callable[[], object]:
+        """A dense size x size matrix product on ``device`` in ``precision`` (IEEE fp32 for fp32), ready to call."""
 
     def is_out_of_memory(self, error: BaseException) -> bool:
         """Whether ``error`` is this framework's out-of-memory error."""
@@ -59,7 +75,7 @@ class Backend(Protocol):
 
 def load_backend(framework: str) -> Backend:
     """A new backend of ``framework``; imports that framework (and only it)."""
-    return importlib.import_module(_BACKEND_MODULES[framework]).Backend()
+    return importlib.import_module(f"bench.{framework}_backend").Backend()
 
 
 def parse_device(device: str) -> tuple[str, int]:
@@ -70,3 +86,59 @@ def parse_device(device: str) -> tuple[str, int]:
     if kind in ("cuda", "gpu") and (not index or (index.isdigit())):
         return "cuda", int(index or 0)
     raise ValueError(f"unknown device {device!r}; accepted: cpu, cuda, cuda:N")
+
+
+def host_data(shape_chw: tuple[int, ...], num_classes: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch every framework times: standard-normal NCHW float32 images and int64 labels, from ``DATA_SEED``."""
+    rng = np.random.default_rng(DATA_SEED)
+    images = rng.standard_normal((batch_size, *shape_chw), dtype=np.float32)
+    labels = rng.integers(0, num_classes, size=batch_size, dtype=np.int64)
+    return images, labels
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (x86 avx512_bf16 or amx_bf16; Arm's bf16 extension).
+
+    Without it both frameworks emulate bf16 through fp32 conversions, many times slower than fp32 (a 2048^3
+    torch matmul took minutes on an AVX2-only EPYC), and timing that as "bf16" would mislead.
+    """
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = {flag for line in cpuinfo if line.startswith(("flags", "Features")) for flag in line.split()}
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_precision_skip_reason(framework: str, precision: str) -> str | None:
+    """Why this CPU cannot run ``precision`` natively, or None if it can."""
+    if precision == "fp16":
+        return f"{framework}: fp16 on CPU is not benchmarked (no fast fp16 CPU kernels); use bf16 or fp32"
+    if precision == "bf16" and not cpu_has_native_bf16():
+        return (f"{framework}: bf16 on this CPU would be emulated (no avx512_bf16, amx_bf16 or Arm bf16 "
+                "instructions); not benchmarked")
+    return None
+
+
+def precision_skip_reason(framework: str, device_name: str, capability: tuple[int, int], precision: str) -> str | None:
+    """Why a GPU of this compute capability cannot run ``precision`` natively, or None if it can.
+
+    Emulated bf16 (an fp32 computation that rounds) would be timed as if it were the real thing, so it is refused.
+    """
+    needed = {"bf16": BF16_MIN_CAPABILITY, "fp16": FP16_MIN_CAPABILITY}.get(precision)
+    if needed is None or tuple(capability) >= needed:
+        return None
+    have, want = ".".join(map(str, capability)), ".".join(map(str, needed))
+    return f"{framework}: {precision} needs compute capability {want} or newer; {device_name} has {have}"
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version as nvidia-smi reports it; None without one."""
+    try:
+        completed = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+        return completed.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None

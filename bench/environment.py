@@ -53,5 +53,6 @@ def host_environment(threads: int | None = None) -> dict:
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "frameworks": {},
+        "frameworks": {},  # per framework: version and build, as its workers report them
+        "devices": {},  # per device of the run: GPU name, compute capability, memory, driver
     }

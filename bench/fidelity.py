@@ -50,11 +50,12 @@ def _torch_case(model_name: str, batch: int, threads: int) -> dict:
     from bench.record import Config
 
     backend = load_backend("torch")
-    backend.configure_threads(threads)  # before anything else runs in parallel, or torch refuses
+    config = Config(model_name, "torch", "cpu", "forward", batch)
+    backend.configure(config, threads)  # before anything else runs in parallel, or torch refuses
     import torch
     from torch.utils import benchmark
 
-    step = backend.prepare(Config(model_name, "torch", "cpu", "forward", batch))
+    step = backend.prepare(config)
     # The reference times the same network on the same input, called directly.
     timer = benchmark.Timer(
         stmt="with torch.no_grad(): model(images)",
@@ -73,8 +74,9 @@ def _tf_case(model_name: str, batch: int, threads: int) -> dict:
     from bench.record import Config
 
     backend = load_backend("tf")
-    backend.configure_threads(threads)
-    step = backend.prepare(Config(model_name, "tf", "cpu", "forward", batch))
+    config = Config(model_name, "tf", "cpu", "forward", batch)
+    backend.configure(config, threads)
+    step = backend.prepare(config)
     import tensorflow as tf
 
     # A bare loop over its own tf.function of the same network and input.

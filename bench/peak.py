@@ -1,9 +1,11 @@
-"""The device's dense matrix-multiply peak per precision, the denominator of MFU.
+"""The device's dense matrix-multiply peak per precision: the denominator of MFU, a property of the device.
 
-Each installed framework multiplies two square matrices in its own worker process; the best median rate
-is the device's measured peak for that precision. Results are cached by device, hardware, thread count and
-framework versions, so a run pays for the measurement once. Published peaks of common GPUs are kept beside
-it for reference.
+Every installed framework multiplies square matrices of several sizes in its own worker process (IEEE fp32 for
+fp32: TF32 off), on the requested device; the best median rate over frameworks and sizes is the device's
+measured peak for that precision. It never depends on which frameworks a run times: a denominator that changed
+with ``--frameworks`` would make the same row 60% MFU in one run and 189% in another. Results are cached by the
+device's model (CPU model, or GPU name and compute capability), thread count and framework versions. The
+published dense peaks of common NVIDIA GPUs are kept beside it, matched to the exact product.
 """
 
 from __future__ import annotations
@@ -15,178 +17,249 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib import metadata
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.backend import load_backend
+import zoo
+from bench.backend import parse_device
 from bench.environment import cpu_model
 
-CACHE_PATH = Path(os.environ.get("CONVBENCH_CACHE", Path.home() / ".cache" / "convbench")) / "peaks.json"
-MATRIX_SIZE = {"cpu": 2048, "cuda": 8192}
+MATRIX_SIZES = {"cpu": (512, 1024, 2048), "cuda": (2048, 4096, 8192, 16384)}
+PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
 WARMUP, REPEATS = 3, 10
-GPU_PRECISIONS, CPU_PRECISIONS = ("fp32", "bf16", "fp16"), ("fp32", "bf16")
-
-# Published dense peaks in TFLOP/s (no structured sparsity), from the vendors' data sheets: SXM parts for
-# H100/H200/A100, fp16/bf16 with fp32 accumulation. "fp32" is the plain FP32 rate (not TF32 tensor cores).
-PUBLISHED_TFLOPS: dict[str, dict[str, float]] = {
-    "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
-    "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
-    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
-    "L4": {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0},
-    "RTX 4090": {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2},
-}
+# The sweep stops growing the matrices once one product takes this long: a larger one would only cost time
+# (the rate has long saturated by then), and a slow device must still finish in seconds.
+SLOW_PRODUCT_S = 0.25
+WORKER_TIMEOUT_S = 600.0
 
 
-def published_peak(gpu_name: str | None) -> dict[str, float] | None:
-    """Published TFLOP/s of a GPU whose name contains one of the known model names."""
+def cache_path() -> Path:
+    """``$CONVBENCH_CACHE/peaks.json``, by default under ``~/.cache/convbench``; read when used, so tests can
+    point it elsewhere."""
+    return Path(os.environ.get("CONVBENCH_CACHE") or Path.home() / ".cache" / "convbench") / "peaks.json"
+
+
+@dataclass(frozen=True)
+class Product:
+    """A GPU product with its published dense peaks in TFLOP/s (vendor data sheets, no structured sparsity).
+
+    ``names`` are the exact names the driver reports for it: a substring match would give an L40S the L4's
+    figures, or an H100 PCIe the SXM part's. fp16/bf16 are tensor-core rates with fp32 accumulation; fp32 is the
+    plain FP32 rate (what IEEE fp32, TF32 off, can reach), tf32 the TF32 tensor-core rate.
+    """
+
+    product: str
+    names: tuple[str, ...]
+    tflops: dict[str, float]
+
+
+PRODUCTS: tuple[Product, ...] = (
+    Product("H100 SXM5", ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"),
+            {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    Product("H100 PCIe", ("NVIDIA H100 PCIe",), {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0}),
+    Product("H100 NVL", ("NVIDIA H100 NVL",), {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    Product("H200 SXM", ("NVIDIA H200",), {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    Product("H200 NVL", ("NVIDIA H200 NVL",), {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    Product("A100 SXM4", ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-80GB"),
+            {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
+    Product("A100 PCIe", ("NVIDIA A100-PCIE-40GB", "NVIDIA A100 80GB PCIe"),
+            {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
+    Product("L4", ("NVIDIA L4",), {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0}),
+    Product("L40S", ("NVIDIA L40S",), {"fp32": 91.6, "tf32": 183.0, "bf16": 362.05, "fp16": 362.05}),
+    Product("RTX 4090", ("NVIDIA GeForce RTX 4090",), {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2}),
+)
+
+
+def _normalised(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+def published_product(gpu_name: str | None) -> Product | None:
+    """The product whose reported name is exactly ``gpu_name`` (case and spacing aside); None if unknown."""
     if not gpu_name:
         return None
-    for model, peaks in PUBLISHED_TFLOPS.items():
-        if model.replace(" ", "").lower() in gpu_name.replace(" ", "").lower():
-            return peaks
-    return None
+    wanted = _normalised(gpu_name)
+    return next((product for product in PRODUCTS if wanted in map(_normalised, product.names)), None)
 
 
-def _torch_rate(device: str, precision: str, threads: int) -> dict:
-    import torch
+def device_identity(device: str, environment: dict | None = None) -> dict:
+    """What the cache and the report name a device by: the CPU model, or the GPU's name and compute capability.
 
-    backend = load_backend("torch")
-    backend.configure_threads(threads)
-    kind = device.split(":")[0]
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    target = torch.device(device) if kind == "cuda" else torch.device("cpu")
-    size = MATRIX_SIZE[kind]
-    a = torch.randn(size, size, device=target, dtype=dtype)
-    b = torch.randn(size, size, device=target, dtype=dtype)
-
-    def sync():
-        if kind == "cuda":
-            torch.cuda.synchronize(target)
-
-    name = torch.cuda.get_device_name(target) if kind == "cuda" else None
-    return {**_rate(lambda: torch.mm(a, b), sync, size), "gpu_name": name}
-
-
-def _tf_rate(device: str, precision: str, threads: int) -> dict:
-    backend = load_backend("tf")
-    backend.configure_threads(threads)
-    import tensorflow as tf
-
-    kind, _, index = device.partition(":")
-    name = f"/GPU:{index or 0}" if kind == "cuda" else "/CPU:0"
-    dtype = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}[precision]
-    size = MATRIX_SIZE[kind]
-    with tf.device(name):
-        a = tf.cast(tf.random.normal((size, size)), dtype)
-        b = tf.cast(tf.random.normal((size, size)), dtype)
-    multiply = tf.function(lambda: tf.matmul(a, b))
-
-    def sync():
-        if kind == "cuda":
-            tf.test.experimental.sync_devices()
-
-    return {**_rate(multiply, sync, size), "gpu_name": None}
+    A GPU's identity comes from the run's environment when its workers recorded it, else from a worker that
+    asks the first installed framework.
+    """
+    kind, _ = parse_device(device)
+    if kind == "cpu":
+        return {"kind": "cpu", "model": cpu_model()}
+    recorded = ((environment or {}).get("devices") or {}).get(device) or {}
+    if recorded.get("gpu_name") and recorded.get("gpu_capability"):
+        return {"kind": "cuda", "model": recorded["gpu_name"], "capability": recorded["gpu_capability"]}
+    for framework in zoo.installed_frameworks():
+        lines = _run_worker(["--identify", "--worker", framework, "--device", device], timeout_s=120)
+        if lines and "gpu_name" in lines[0]:
+            return {"kind": "cuda", "model": lines[0]["gpu_name"], "capability": lines[0]["gpu_capability"]}
+    return {"kind": "cuda", "model": None, "capability": None}
 
 
-def _rate(multiply, synchronize, size: int) -> dict:
-    for _ in range(WARMUP):
-        multiply()
-    synchronize()
-    seconds = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        multiply()
-        synchronize()
-        seconds.append(time.perf_counter() - start)
-    return {"gflops_per_s": 2 * size**3 / statistics.median(seconds) / 1e9, "size": size}
-
-
-def _installed(framework: str) -> str | None:
-    try:
-        return metadata.version({"torch": "torch", "tf": "tensorflow"}[framework])
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _cache_key(device: str, framework: str, threads: int) -> str:
-    hardware = cpu_model() if device == "cpu" else device
-    return f"{device}|{hardware}|threads={threads}|{framework}={_installed(framework)}"
+def _cache_key(identity: dict, framework: str, threads: int) -> str:
+    if identity["kind"] == "cpu":
+        hardware = f"cpu|{identity['model']}|threads={threads}"
+    else:
+        hardware = f"cuda|{identity['model']}|capability={identity['capability']}"
+    return f"{hardware}|{framework}={zoo.framework_version(framework)}"
 
 
 def _load_cache() -> dict:
     try:
-        return json.loads(CACHE_PATH.read_text())
+        return json.loads(cache_path().read_text())
     except (OSError, ValueError):
         return {}
 
 
 def _save_cache(cache: dict) -> None:
+    path = cache_path()
     try:
-        CACHE_PATH.parent.mkdir(parents=True, exist_ok=True)
-        CACHE_PATH.write_text(json.dumps(cache, indent=1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cache, indent=1))
     except OSError:
         pass  # a cache that cannot be written only costs a re-measurement
 
 
+def _run_worker(arguments: list[str], timeout_s: float) -> list[dict]:
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench.peak", *arguments], capture_output=True, text=True, encoding="utf-8",
+            errors="replace", timeout=timeout_s, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+    except subprocess.TimeoutExpired:
+        return [{"error": f"timed out after {timeout_s:g} s"}]
+    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    if completed.returncode != 0 and not lines:
+        tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return [{"error": tail[:200]}]
+    return lines
+
+
 def measure_framework(framework: str, device: str, precisions: list[str], threads: int,
-                      timeout_s: float = 300) -> dict[str, dict]:
-    """Rates of one framework on ``device`` for each precision, measured in a fresh process (or cached)."""
+                      identity: dict | None = None) -> dict[str, dict]:
+    """Rates of one framework on ``device`` per precision (best over ``MATRIX_SIZES``), measured in a fresh
+    process, or recalled from the cache."""
+    identity = identity or device_identity(device)
     cache = _load_cache()
-    key = _cache_key(device, framework, threads)
+    key = _cache_key(identity, framework, threads)
     cached = cache.get(key, {})
     missing = [p for p in precisions if p not in cached]
     if missing:
-        try:
-            completed = subprocess.run(
-                [sys.executable, "-m", "bench.peak", "--worker", framework, "--device", device,
-                 "--precision", ",".join(missing), "--threads", str(threads)],
-                capture_output=True, text=True, timeout=timeout_s,
-                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-            )
-            lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
-            if completed.returncode != 0 and not lines:
-                tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-                lines = [{"precision": p, "error": tail[:200]} for p in missing]
-        except subprocess.TimeoutExpired:
-            lines = [{"precision": p, "error": f"timed out after {timeout_s:g} s"} for p in missing]
+        lines = _run_worker(["--worker", framework, "--device", device, "--precision", ",".join(missing),
+                             "--threads", str(threads)], WORKER_TIMEOUT_S)
         for line in lines:
-            cached[line.pop("precision")] = line
+            if "precision" in line:
+                cached[line.pop("precision")] = line
+            else:  # the worker failed before any precision
+                cached.update({p: dict(line) for p in missing})
         cache[key] = {p: v for p, v in cached.items() if "error" not in v}
         _save_cache(cache)
     return {p: cached[p] for p in precisions if p in cached}
 
 
-def measure_peaks(device: str, precisions: list[str] | None = None, frameworks: tuple[str, ...] = ("torch", "tf"),
-                  threads: int | None = None) -> dict:
-    """Best measured GFLOP/s per precision on ``device`` over the installed frameworks, with the details."""
-    kind = device.split(":")[0]
-    precisions = precisions or list(GPU_PRECISIONS if kind == "cuda" else CPU_PRECISIONS)
+def measure_peaks(device: str, precisions: list[str] | None = None, threads: int | None = None,
+                  environment: dict | None = None) -> dict:
+    """Best measured GFLOP/s per precision on ``device`` over every installed framework, with the details."""
+    kind, _ = parse_device(device)
+    precisions = precisions or list(PRECISIONS[kind])
     threads = threads or os.cpu_count() or 1
-    by_framework = {fw: measure_framework(fw, device, precisions, threads) for fw in frameworks if _installed(fw)}
+    identity = device_identity(device, environment)
+    by_framework = {framework: measure_framework(framework, device, precisions, threads, identity)
+                    for framework in zoo.installed_frameworks()}
     best: dict[str, float] = {}
+    best_framework: dict[str, str] = {}
     for precision in precisions:
-        rates = [r[precision]["gflops_per_s"] for r in by_framework.values() if "gflops_per_s" in r.get(precision, {})]
-        if rates:
-            best[precision] = max(rates)
-    gpu_name = next((r[p].get("gpu_name") for r in by_framework.values() for p in r if r[p].get("gpu_name")), None)
-    published = published_peak(gpu_name) if kind == "cuda" else None
-    return {"device": device, "threads": threads, "best_gflops_per_s": best, "by_framework": by_framework,
-            "gpu_name": gpu_name, "published_tflops": published}
+        for framework, rates in by_framework.items():
+            rate = rates.get(precision, {}).get("gflops_per_s")
+            if rate is not None and rate > best.get(precision, 0.0):
+                best[precision], best_framework[precision] = rate, framework
+    product = published_product(identity.get("model")) if kind == "cuda" else None
+    return {"device": device, "identity": identity, "threads": threads if kind == "cpu" else None,
+            "matrix_sizes": list(MATRIX_SIZES[kind]), "best_gflops_per_s": best, "best_framework": best_framework,
+            "by_framework": by_framework, "published_product": product.product if product else None,
+            "published_tflops": dict(product.tflops) if product else None}
 
 
-def _worker(framework: str, device: str, precisions: list[str], threads: int) -> None:
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+def attach_peaks(run, threads: int | None = None) -> None:
+    """Measure (or recall) the peak of every device and precision the run measured; give results their MFU.
+
+    ``run.environment["peaks"]`` gets the best rate per device and precision, ``["peak_details"]`` how it was
+    found (frameworks, sizes, published figures).
+    """
+    wanted: dict[str, set[str]] = {}
+    for result in run.results:
+        if result.status == "ok":
+            wanted.setdefault(result.config.device, set()).add(result.config.precision)
+    peaks = run.environment.setdefault("peaks", {})
+    details = run.environment.setdefault("peak_details", {})
+    for device, precisions in wanted.items():
+        measured = measure_peaks(device, sorted(precisions), threads, run.environment)
+        peaks[device] = {p: measured["best_gflops_per_s"].get(p) for p in sorted(precisions)}
+        details[device] = {
+            "identity": measured["identity"], "matrix_sizes": measured["matrix_sizes"],
+            "threads": measured["threads"], "best_framework": measured["best_framework"],
+            "by_framework": {fw: {p: v.get("gflops_per_s", v.get("error")) for p, v in rates.items()}
+                             for fw, rates in measured["by_framework"].items()},
+            "published_product": measured["published_product"], "published_tflops": measured["published_tflops"],
+        }
+    run.results[:] = [
+        replace(result, peak_gflops_per_s=peaks.get(result.config.device, {}).get(result.config.precision))
+        if result.status == "ok" else result
+        for result in run.results
+    ]
+
+
+def _median_seconds(multiply, synchronize) -> float:
+    """Median time of one product, after burn-in; fewer repeats where one product is already slow."""
+    seconds = []
+    for index in range(WARMUP + REPEATS):
+        start = time.perf_counter()
+        multiply()
+        synchronize()
+        if index >= WARMUP:
+            seconds.append(time.perf_counter() - start)
+            if len(seconds) >= 3 and sum(seconds) > 4 * SLOW_PRODUCT_S:
+                break
+    return statistics.median(seconds)
+
+
+def _worker(framework: str, device: str, precisions: list[str], threads: int, identify: bool) -> None:
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = str(threads)
-    from bench.backend import Skip
+    from bench.backend import Skip, load_backend
     from bench.record import Config
 
-    measure = _torch_rate if framework == "torch" else _tf_rate
+    backend = load_backend(framework)
+    probe = Config("lenet", framework, device, "forward", 1)
+    backend.configure(probe, threads)
+    if identify:
+        print(json.dumps(backend.device_info(probe)), flush=True)
+        return
+    kind, _ = parse_device(device)
     for precision in precisions:
         try:
-            # The benchmark's own rules decide what can run: TensorFlow would otherwise quietly place a
-            # "GPU" matmul on the CPU when no GPU is visible.
-            load_backend(framework).check(Config("lenet", framework, device, "forward", 1, precision))
-            print(json.dumps({"precision": precision, **measure(device, precision, threads)}), flush=True)
+            # The benchmark's own rules decide what can run: TensorFlow would otherwise quietly place a "GPU"
+            # matmul on the CPU when no GPU is visible.
+            backend.check(replace(probe, precision=precision))
+            rates = {}
+            for size in MATRIX_SIZES[kind]:
+                try:
+                    seconds = _median_seconds(backend.matmul(device, precision, size), backend.synchronize)
+                except Exception as error:
+                    if not backend.is_out_of_memory(error):
+                        raise
+                    break
+                rates[size] = 2 * size**3 / seconds / 1e9
+                if seconds > SLOW_PRODUCT_S:
+                    break
+            best_size = max(rates, key=rates.get)
+            print(json.dumps({"precision": precision, "gflops_per_s": rates[best_size], "size": best_size,
+                              "by_size": {str(size): rate for size, rate in rates.items()}}), flush=True)
         except Skip as skip:
             print(json.dumps({"precision": precision, "error": f"skipped: {skip}"}), flush=True)
         except Exception as error:  # one precision a framework cannot do does not hide the others
@@ -195,39 +268,16 @@ def _worker(framework: str, device: str, precisions: list[str], threads: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="measure the matmul peak (internal worker)")
+    parser = argparse.ArgumentParser(description="measure the matmul peak (internal worker; use cli.py peak)")
     parser.add_argument("--worker", required=True)
     parser.add_argument("--device", required=True)
-    parser.add_argument("--precision", required=True)
-    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--identify", action="store_true", help="print the device's identity and exit")
     args = parser.parse_args(argv)
-    _worker(args.worker, args.device, args.precision.split(","), args.threads)
+    _worker(args.worker, args.device, args.precision.split(","), args.threads, args.identify)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def attach_peaks(run, frameworks: tuple[str, ...], threads: int | None = None) -> None:
-    """Measure (or recall) the peak of every device and precision the run measured, and give results their MFU."""
-    from dataclasses import replace
-
-    wanted: dict[str, set[str]] = {}
-    for result in run.results:
-        if result.status == "ok":
-            wanted.setdefault(result.config.device, set()).add(result.config.precision)
-    peaks = run.environment.setdefault("peaks", {})
-    details = run.environment.setdefault("peak_details", {})
-    for device, precisions in wanted.items():
-        measured = measure_peaks(device, sorted(precisions), frameworks, threads)
-        peaks[device] = {p: measured["best_gflops_per_s"].get(p) for p in sorted(precisions)}
-        details[device] = {"matrix_size": MATRIX_SIZE[device.split(":")[0]], "threads": measured["threads"],
-                           "by_framework": {fw: {p: v.get("gflops_per_s", v.get("error")) for p, v in r.items()}
-                                            for fw, r in measured["by_framework"].items()},
-                           "published_tflops": measured["published_tflops"]}
-    run.results[:] = [
-        replace(result, peak_gflops_per_s=peaks.get(result.config.device, {}).get(result.config.precision))
-        if result.status == "ok" else result
-        for result in run.results
-    ]

@@ -1,45 +1,30 @@
 """The one record type of a measurement, and the run file (``results.json``) that holds a run's records.
 
-A ``Result`` stores what was measured (raw samples, first-step time, peak memory) and its configuration;
-every statistic is derived from the samples on demand and written alongside them, never stored rounded.
-Tables, pandas frames, markdown reports and comparisons all read this one record.
+A ``Result`` stores what was measured (raw samples, which worker process took them, first-step time, peak
+memory) with its configuration and the settings in effect; every statistic is derived from the samples on
+demand and written alongside them, never stored rounded. Tables, pandas frames, markdown reports and
+comparisons all read this one record.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bench.stats import Summary, summarize
+from bench.modes import FLOP_CONVENTION, MODES, get_mode
+from bench.stats import Summary, median_ci, summarize
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 
-MODES: dict[str, str] = {
-    "forward": "eval mode (dropout off), no gradient tracking: logits = model(images)",
-    "forward-backward": "training mode (dropout on): logits, mean cross-entropy against fixed random labels, "
-    "gradients with respect to every parameter; no optimizer update",
-    "train": "forward-backward plus an SGD step (momentum 0.9, weight decay 5e-4, lr 0.01)",
-}
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-STATUSES: tuple[str, ...] = ("ok", "failed", "skipped")
-
-# FLOPs count 2 per multiply-accumulate of the forward pass (convolution and dense weights only); the
-# backward pass costs about twice the forward (one product for input gradients, one for weight gradients),
-# so forward-backward and train count 3x forward. The optimizer update is not counted.
-FLOP_CONVENTION = (
-    "2 FLOPs per multiply-accumulate of conv and dense weights; forward-backward and train = 3 x forward; "
-    "optimizer update not counted"
-)
-_MODE_FLOP_FACTOR = {"forward": 1, "forward-backward": 3, "train": 3}
-
-
-def step_flops(macs_per_image: int, batch_size: int, mode: str) -> int:
-    """FLOPs of one step of ``mode`` under ``FLOP_CONVENTION``."""
-    return 2 * macs_per_image * batch_size * _MODE_FLOP_FACTOR[mode]
+# ok: every planned sample was taken. failed / interrupted may hold the samples taken before the end (partial).
+STATUSES: tuple[str, ...] = ("ok", "failed", "skipped", "interrupted")
 
 
 class RunFileError(ValueError):
@@ -65,8 +50,7 @@ class Config:
     repeats: int = 1  # fresh worker processes, each with its own burn-in and timed loop
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={self.mode!r}")
+        get_mode(self.mode)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Received: {self.precision!r}")
 
@@ -86,93 +70,141 @@ class Config:
             f"b{self.batch_size} {self.precision}{flags}"
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Rebuild from a dict holding at least the configuration's fields (other keys are ignored)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
 
 @dataclass(frozen=True)
 class Result:
-    """One configuration's outcome, with every timed sample kept."""
+    """One configuration's outcome, with every timed sample kept.
+
+    ``samples_ms`` pools the samples of every worker process in the order taken; ``process_sample_counts`` says
+    how many each process took (empty for a single process), so each process's samples can be told apart.
+    ``partial`` marks samples that stop short of the protocol (a worker that died, timed out or was
+    interrupted). ``peak_memory_bytes`` covers the timed steps only; ``burn_in_peak_memory_bytes`` the burn-in,
+    where autotuning and compilation take their workspaces. ``settings`` holds what was in effect for this
+    configuration (threads, TF32, cudnn.benchmark, XLA, mixed-precision policy, memory format, ...).
+    """
 
     config: Config
     status: str
     reason: str | None = None
+    partial: bool = False
     samples_ms: tuple[float, ...] = ()
+    process_sample_counts: tuple[int, ...] = ()
     first_step_ms: float | None = None
     peak_memory_bytes: int | None = None
+    burn_in_peak_memory_bytes: int | None = None
     capped: bool = False
     macs_per_image: int | None = None
+    flops_per_step: int | None = None
     peak_gflops_per_s: float | None = None
-    # With repeats, the median of each worker process's own samples (``samples_ms`` pools them all): the
-    # spread between processes, which samples from one process cannot show.
-    process_medians_ms: tuple[float, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}. Received: status={self.status!r}")
         if self.status == "ok" and not self.samples_ms:
             raise ValueError("an ok result needs samples")
+        if self.process_sample_counts and sum(self.process_sample_counts) != len(self.samples_ms):
+            raise ValueError(f"process_sample_counts add up to {sum(self.process_sample_counts)}, "
+                             f"but there are {len(self.samples_ms)} samples")
 
     @property
     def summary(self) -> Summary | None:
+        """Statistics of every sample, pooled over processes; None without samples."""
         return summarize(self.samples_ms) if self.samples_ms else None
 
     @property
-    def flops_per_step(self) -> int | None:
-        if self.macs_per_image is None:
-            return None
-        return step_flops(self.macs_per_image, self.config.batch_size, self.config.mode)
+    def process_samples(self) -> list[tuple[float, ...]]:
+        """The samples of each worker process, in the order the processes ran."""
+        if not self.process_sample_counts:
+            return [self.samples_ms] if self.samples_ms else []
+        parts, start = [], 0
+        for count in self.process_sample_counts:
+            parts.append(self.samples_ms[start:start + count])
+            start += count
+        return parts
+
+    @property
+    def process_medians_ms(self) -> tuple[float, ...]:
+        return tuple(statistics.median(part) for part in self.process_samples if part)
 
     def derived(self) -> dict[str, Any]:
-        """Every figure computed from the samples; None where nothing was measured."""
+        """Every figure computed from the samples; None where nothing was measured or the result is not ok.
+
+        With one process the headline median and its interval come from the samples. With several, from the
+        per-process medians: samples of one process share its start-up luck, so only the spread between
+        processes says how far another run would land. ``median_ci_basis`` names the basis and
+        ``median_ci_level`` the interval's exact coverage (below 95% for fewer than 6 values).
+        """
+        values: dict[str, Any] = dict.fromkeys(_DERIVED_KEYS)
+        values["n"] = len(self.samples_ms)
         summary = self.summary
-        if summary is None:
-            keys = [f.name for f in fields(Summary)] + ["images_per_s", "ms_per_image", "gflops_per_s", "mfu",
-                                                        "processes", "process_spread"]
-            values = dict.fromkeys(keys)
-            values["n"] = 0
+        if summary is None or self.status != "ok":
             return values
-        values = summary.to_dict()
-        batch = self.config.batch_size
-        values["images_per_s"] = batch / (summary.median_ms / 1e3)
-        values["ms_per_image"] = summary.median_ms / batch
-        flops = self.flops_per_step
-        gflops = flops / (summary.median_ms / 1e3) / 1e9 if flops is not None else None
-        values["gflops_per_s"] = gflops
-        values["mfu"] = gflops / self.peak_gflops_per_s if gflops is not None and self.peak_gflops_per_s else None
         medians = self.process_medians_ms
-        values["processes"] = max(len(medians), 1)
-        values["process_spread"] = (max(medians) - min(medians)) / summary.median_ms if len(medians) > 1 else None
+        if len(medians) > 1:
+            basis, median, interval = "process medians", statistics.median(medians), median_ci(medians)
+            values["process_spread"] = (max(medians) - min(medians)) / median
+        else:
+            basis, median, interval = "samples", summary.median_ms, summary.median_ci
+        values.update(
+            median_ms=median, median_ci_ms=[interval.low_ms, interval.high_ms], median_ci_level=interval.level,
+            median_ci_basis=basis, processes=max(len(medians), 1), mean_ms=summary.mean_ms, std_ms=summary.std_ms,
+            min_ms=summary.min_ms, max_ms=summary.max_ms, iqr_ms=summary.iqr_ms, p5_ms=summary.p5_ms,
+            p95_ms=summary.p95_ms, noisy=summary.noisy,
+        )
+        batch = self.config.batch_size
+        values["images_per_s"] = batch / (median / 1e3)
+        values["ms_per_image"] = median / batch
+        if self.flops_per_step is not None:
+            values["gflops_per_s"] = self.flops_per_step / (median / 1e3) / 1e9
+            if self.peak_gflops_per_s:
+                values["mfu"] = values["gflops_per_s"] / self.peak_gflops_per_s
         return values
 
     def to_dict(self) -> dict[str, Any]:
-        stored = asdict(self)
-        config = stored.pop("config")
+        stored = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
         stored["samples_ms"] = list(self.samples_ms)
-        stored["process_medians_ms"] = list(self.process_medians_ms)
-        stored["flops_per_step"] = self.flops_per_step
-        return {**config, **stored, **self.derived()}
+        stored["process_sample_counts"] = list(self.process_sample_counts)
+        return {**self.config.to_dict(), **stored, **self.derived()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Result:
         """Rebuild from a run file's entry; derived figures in it are ignored and recomputed."""
-        config = Config(**{f.name: values[f.name] for f in fields(Config) if f.name in values})
-        sequences = ("config", "samples_ms", "process_medians_ms")
+        sequences = ("config", "samples_ms", "process_sample_counts")
         stored = {f.name: values[f.name] for f in fields(cls) if f.name not in sequences and f.name in values}
-        return cls(config=config, samples_ms=tuple(float(v) for v in values.get("samples_ms") or ()),
-                   process_medians_ms=tuple(float(v) for v in values.get("process_medians_ms") or ()), **stored)
+        return cls(config=Config.from_dict(values), samples_ms=tuple(float(v) for v in values.get("samples_ms") or ()),
+                   process_sample_counts=tuple(int(v) for v in values.get("process_sample_counts") or ()), **stored)
 
     def with_peak(self, peak_gflops_per_s: float | None) -> Result:
         return replace(self, peak_gflops_per_s=peak_gflops_per_s)
 
 
+_DERIVED_KEYS = ("n", "median_ms", "median_ci_ms", "median_ci_level", "median_ci_basis", "processes",
+                 "process_spread", "mean_ms", "std_ms", "min_ms", "max_ms", "iqr_ms", "p5_ms", "p95_ms", "noisy",
+                 "images_per_s", "ms_per_image", "gflops_per_s", "mfu")
+
+
 @dataclass
 class Run:
-    """A run file's contents: the environment it was measured in and its results, in order."""
+    """A run file's contents: the environment, the configurations planned, and the results so far, in order.
+
+    ``planned`` lets an interrupted run be resumed without retyping its command.
+    """
 
     environment: dict[str, Any]
     results: list[Result]
     path: Path | None = None
+    planned: list[Config] = field(default_factory=list)
     # As the file states them: a file written by an older version keeps its own descriptions.
-    modes: dict[str, str] = field(default_factory=lambda: dict(MODES))
+    modes: dict[str, str] = field(default_factory=lambda: {name: mode.description for name, mode in MODES.items()})
     flop_convention: str = FLOP_CONVENTION
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +213,7 @@ class Run:
             "environment": self.environment,
             "flop_convention": self.flop_convention,
             "modes": self.modes,
+            "planned": [config.to_dict() for config in self.planned],
             "results": [result.to_dict() for result in self.results],
         }
 
@@ -213,11 +246,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def results_path(path: Path | str) -> Path:
+    """The results file of a run folder, or the path itself when it names a file."""
+    path = Path(path)
+    return path / "results.json" if path.is_dir() else path
+
+
 def read_run(path: Path | str) -> Run:
     """Read a run file (or a run folder holding ``results.json``); ``RunFileError`` says what is wrong with it."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
+    path = results_path(path)
     if not path.exists():
         raise RunFileError(f"no results file at {path}")
     try:
@@ -232,13 +269,39 @@ def read_run(path: Path | str) -> Run:
         raise RunFileError(f"{path} is {truncated} (line {error.lineno}, column {error.colno})") from None
     if not isinstance(document, dict) or "schema" not in document:
         raise RunFileError(f"{path} is JSON but not a results file (no 'schema' key)")
-    if document["schema"] != SCHEMA:
-        raise RunFileError(f"{path} has schema {document['schema']!r}; this version reads schema {SCHEMA}")
+    if document["schema"] not in READABLE_SCHEMAS:
+        raise RunFileError(f"{path} has schema {document['schema']!r}; this version reads schemas "
+                           f"{', '.join(map(str, READABLE_SCHEMAS))}")
     try:
-        results = [Result.from_dict(entry) for entry in document["results"]]
+        entries = document["results"]
+        if document["schema"] == 1:
+            entries = [_from_schema_1(entry) for entry in entries]
+        results = [Result.from_dict(entry) for entry in entries]
         environment = dict(document["environment"])
-        modes = dict(document.get("modes") or MODES)
+        modes = dict(document.get("modes") or {name: mode.description for name, mode in MODES.items()})
         flop_convention = str(document.get("flop_convention") or FLOP_CONVENTION)
+        planned = [Config.from_dict(entry) for entry in document.get("planned") or ()]
     except (KeyError, TypeError, ValueError) as error:
         raise RunFileError(f"{path} has a malformed result: {error}") from None
-    return Run(environment=environment, results=results, path=path, modes=modes, flop_convention=flop_convention)
+    return Run(environment=environment, results=results, path=path, planned=planned, modes=modes,
+               flop_convention=flop_convention)
+
+
+def _from_schema_1(entry: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 entry in schema 2's terms.
+
+    Schema 1 kept each process's median rather than its sample count; the counts are recovered when the pooled
+    samples split evenly into chunks whose medians are exactly the stored ones, else the samples count as one
+    process. Its ``extra`` becomes ``settings``; ``flops_per_step`` was stored under the 3x-forward convention,
+    which the file's own ``flop_convention`` states.
+    """
+    entry = dict(entry)
+    entry["settings"] = entry.pop("extra", None) or {}
+    medians = entry.pop("process_medians_ms", None) or []
+    samples = entry.get("samples_ms") or []
+    if len(medians) > 1 and len(samples) % len(medians) == 0:
+        size = len(samples) // len(medians)
+        chunks = [samples[i:i + size] for i in range(0, len(samples), size)]
+        if [statistics.median(chunk) for chunk in chunks] == medians:
+            entry["process_sample_counts"] = [size] * len(medians)
+    return entry

@@ -1,38 +1,50 @@
-"""Runs configurations one by one, each in a fresh worker process, and saves the run file after each one."""
+"""Runs configurations in fresh worker processes and saves the run file after every process.
+
+With ``repeats``, a configuration's processes are spread over the run in rounds (every configuration's first
+process, then every second one, ...), so a machine that drifts during a run shows the drift as spread between
+each configuration's processes, and every configuration, whichever framework, meets the same drift.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import queue
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import asdict, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import zoo
 from bench.environment import host_environment, now_utc
+from bench.modes import step_flops
 from bench.record import Config, Result, Run, write_run
 
 DEFAULT_TIMEOUT_S = 900.0
+WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "bench.worker")
 
 
 class Observer(Protocol):
     """Receives a run's events, e.g. to draw live progress. Every method is optional to act on."""
 
-    def on_start(self, index: int, config: Config) -> None: ...
+    def on_start(self, index: int, config: Config) -> None:
+        """A worker process for configuration ``index`` starts (once per repeat)."""
 
     def on_progress(self, index: int, phase: str, done: int, total: int) -> None: ...
 
-    def on_result(self, index: int, result: Result) -> None: ...
+    def on_result(self, index: int, result: Result) -> None:
+        """Configuration ``index`` is final: every repeat done, or it failed, was skipped or interrupted."""
+
+    def on_message(self, text: str) -> None:
+        """A line worth showing about the run as a whole (optional)."""
 
 
 def expand(
@@ -70,7 +82,18 @@ def _signal_reason(returncode: int) -> str:
     return f"worker killed by {name}{hint}"
 
 
-WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "bench.worker")
+def _measured_counts(config: Config) -> dict[str, int]:
+    spec = zoo.get_spec(config.model)
+    return {"macs_per_image": spec.macs, "flops_per_step": step_flops(spec, config.batch_size, config.mode)}
+
+
+@dataclass
+class _WorkerReport:
+    """What one worker said before it ended or was ended."""
+
+    samples_ms: list[float] = field(default_factory=list)  # streamed with progress
+    burn_in: dict[str, Any] = field(default_factory=dict)
+    outcome: dict[str, Any] | None = None  # the final result message
 
 
 def run_worker(
@@ -80,19 +103,22 @@ def run_worker(
     index: int = 0,
     worker_command: tuple[str, ...] = WORKER_COMMAND,
 ) -> tuple[Result, dict]:
-    """Run one configuration in a fresh process; a crash, kill or timeout becomes a ``failed`` result.
+    """Run one process of ``config``; returns its result and the facts it reported (framework, device).
 
-    ``worker_command`` is followed by the configuration as JSON; returns the result and the worker's
-    framework environment.
+    A crash, kill or timeout becomes a ``failed`` result, keeping the samples the worker streamed before the
+    end (``partial``). Ctrl-C (or SIGTERM turned into ``Interrupted``) ends the worker and raises
+    ``WorkerInterrupted`` carrying the ``interrupted`` result with those samples. The worker runs in its own
+    process group, which is killed whole, so no compile helper outlives it.
     """
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     process = subprocess.Popen(
-        [*worker_command, json.dumps(asdict(config))],
+        [*worker_command, json.dumps(config.to_dict())],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=environment,
-        start_new_session=True,  # so a timeout can kill the worker's own children (compile workers) too
+        encoding="utf-8",
+        errors="replace",  # one undecodable byte from a framework's log must never stall the run
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
+        start_new_session=True,  # its own process group: Ctrl-C reaches only us, and a kill reaches all of it
     )
     messages: queue.Queue = queue.Queue()
     stderr_tail: deque[str] = deque(maxlen=40)
@@ -110,9 +136,26 @@ def run_worker(
     for reader in readers:
         reader.start()
 
+    report = _WorkerReport()
+
+    def handle(line: str) -> None:
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        event = message.get("event")
+        if event == "progress":
+            report.samples_ms.extend(float(value) for value in message.get("samples") or ())
+            if observer is not None:
+                observer.on_progress(index, message["phase"], message["done"], message["total"])
+        elif event == "burn_in":
+            report.burn_in = message
+        elif event == "result":
+            report.outcome = message
+
     deadline = time.monotonic() + timeout_s
-    outcome: dict | None = None
     reason: str | None = None
+    interrupted: KeyboardInterrupt | None = None
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -125,16 +168,11 @@ def run_worker(
                 continue
             if line is None:
                 break
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if message.get("event") == "progress" and observer is not None:
-                observer.on_progress(index, message["phase"], message["done"], message["total"])
-            elif message.get("event") == "result":
-                outcome = message
+            handle(line)
+    except KeyboardInterrupt as stop:
+        interrupted = stop
     finally:
-        if process.poll() is None and outcome is None:
+        if process.poll() is None and report.outcome is None:
             _kill(process)
         try:
             process.wait(timeout=60)
@@ -143,62 +181,79 @@ def run_worker(
             process.wait()
         for reader in readers:
             reader.join(timeout=5)
+    while not messages.empty():  # what arrived between the interrupt and the kill
+        line = messages.get_nowait()
+        if line is not None:
+            handle(line)
 
-    macs = zoo.get_spec(config.model).macs
-    if outcome is not None:
-        fields = {key: outcome[key] for key in ("status", "reason", "first_step_ms", "peak_memory_bytes", "capped",
-                                                "extra") if key in outcome}
-        result = Result(config=config, samples_ms=tuple(outcome.get("samples_ms") or ()), macs_per_image=macs,
-                        **fields)
-        return result, outcome.get("environment") or {}
-    if reason is None:
-        if process.returncode is not None and process.returncode < 0:
-            reason = _signal_reason(process.returncode)
-        else:
-            last = next((line for line in reversed(stderr_tail) if line.strip()), "no output")
-            reason = f"worker exited with code {process.returncode}: {last[:300]}"
-    return Result(config=config, status="failed", reason=f"{config.framework}: {reason}", macs_per_image=macs), {}
+    counts = _measured_counts(config)
+    facts = {key: (report.outcome or {}).get(key) or {} for key in ("framework", "device")}
+    if report.outcome is not None:  # the worker finished, even if the run is being stopped
+        outcome = report.outcome
+        samples = outcome.get("samples_ms") or report.samples_ms
+        status = outcome["status"]
+        result = Result(
+            config=config, status=status, reason=outcome.get("reason"),
+            partial=status != "ok" and bool(samples), samples_ms=tuple(samples),
+            first_step_ms=outcome.get("first_step_ms", report.burn_in.get("first_step_ms")),
+            peak_memory_bytes=outcome.get("peak_memory_bytes"),
+            burn_in_peak_memory_bytes=outcome.get("burn_in_peak_memory_bytes",
+                                                  report.burn_in.get("burn_in_peak_memory_bytes")),
+            capped=bool(outcome.get("capped")), settings=outcome.get("settings") or {}, **counts,
+        )
+    else:
+        status = "failed"
+        if interrupted is not None:
+            status = "interrupted"
+            reason = f"interrupted by {getattr(interrupted, 'signal_name', 'SIGINT')} while this configuration ran"
+        elif reason is None:
+            if process.returncode is not None and process.returncode < 0:
+                reason = _signal_reason(process.returncode)
+            else:
+                last = next((line for line in reversed(stderr_tail) if line.strip()), "no output")
+                reason = f"worker exited with code {process.returncode}: {last[:300]}"
+        result = Result(
+            config=config, status=status, reason=f"{config.framework}: {reason}", partial=bool(report.samples_ms),
+            samples_ms=tuple(report.samples_ms), first_step_ms=report.burn_in.get("first_step_ms"),
+            burn_in_peak_memory_bytes=report.burn_in.get("burn_in_peak_memory_bytes"), **counts,
+        )
+    if interrupted is not None:
+        raise WorkerInterrupted(result, getattr(interrupted, "signal_number", signal.SIGINT))
+    return result, facts
 
 
-def run_configuration(
-    config: Config,
-    timeout_s: float,
-    observer: Observer | None = None,
-    index: int = 0,
-    worker_command: tuple[str, ...] = WORKER_COMMAND,
-) -> tuple[Result, dict]:
-    """Run ``config`` in ``config.repeats`` fresh worker processes, one after the other, and pool the samples.
+def combine_processes(config: Config, processes: list[Result]) -> Result:
+    """One result for a configuration from the worker processes run for it so far, in order.
 
-    Each process's median is kept as well: processes differ (memory placement, thread scheduling, library
-    choices made at start-up) by more than the samples inside one process vary, and only several processes
-    show it. A repeat that fails makes the result failed, keeping the samples measured before it.
+    All ``config.repeats`` processes ok: ``ok``, samples pooled with each process's count kept. A process that
+    did not end ok ends the configuration with its status, keeping every sample taken (``partial``). Fewer ok
+    processes than planned (the run stopped between two of them): ``interrupted``.
     """
-    measured: list[Result] = []
-    environment: dict = {}
-    for repeat in range(config.repeats):
-        result, worker_environment = run_worker(config, timeout_s, observer, index, worker_command)
-        environment = environment or worker_environment
-        if result.status != "ok":
-            if config.repeats == 1 or not measured:
-                return result, environment
-            return replace(
-                result,
-                reason=f"{config.framework}: repeat {repeat + 1} of {config.repeats}: "
-                f"{(result.reason or '').removeprefix(f'{config.framework}: ')}",
-                samples_ms=tuple(sample for done in measured for sample in done.samples_ms),
-                process_medians_ms=tuple(statistics.median(done.samples_ms) for done in measured),
-            ), environment
-        measured.append(result)
-    if config.repeats == 1:
-        return measured[0], environment
-    first = measured[0]
-    return replace(
-        first,
-        samples_ms=tuple(sample for done in measured for sample in done.samples_ms),
-        process_medians_ms=tuple(statistics.median(done.samples_ms) for done in measured),
-        capped=any(done.capped for done in measured),
-        peak_memory_bytes=max((done.peak_memory_bytes or 0) for done in measured) or None,
-    ), environment
+    last = processes[-1]
+    if last.status == "skipped" or (config.repeats == 1 and len(processes) == 1):
+        return last
+    samples = tuple(sample for process in processes for sample in process.samples_ms)
+    counts = tuple(len(process.samples_ms) for process in processes if process.samples_ms)
+    measured = replace(
+        last,
+        samples_ms=samples,
+        process_sample_counts=counts if len(counts) > 1 else (),
+        capped=any(process.capped for process in processes),
+        first_step_ms=processes[0].first_step_ms,
+        peak_memory_bytes=max((p.peak_memory_bytes for p in processes if p.peak_memory_bytes), default=None),
+        burn_in_peak_memory_bytes=max((p.burn_in_peak_memory_bytes for p in processes
+                                       if p.burn_in_peak_memory_bytes), default=None),
+        settings=processes[0].settings or last.settings,
+    )
+    if last.status == "ok" and len(processes) == config.repeats:
+        return measured
+    prefix = f"{config.framework}: "
+    if last.status == "ok":
+        return replace(measured, status="interrupted", partial=True,
+                       reason=f"{prefix}{len(processes)} of {config.repeats} processes measured before the run stopped")
+    return replace(measured, partial=bool(samples),
+                   reason=f"{prefix}process {len(processes)} of {config.repeats}: "
+                          f"{(last.reason or '').removeprefix(prefix)}")
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -206,6 +261,48 @@ def _kill(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by Ctrl-C or SIGTERM; ``signal_number`` says which (for the exit code)."""
+
+    def __init__(self, signal_number: int = signal.SIGINT) -> None:
+        self.signal_number = int(signal_number)
+        self.signal_name = signal.Signals(signal_number).name
+        super().__init__(self.signal_name)
+
+
+class WorkerInterrupted(Interrupted):
+    """Raised by ``run_worker`` when the run is stopped mid-configuration; ``result`` keeps what was measured."""
+
+    def __init__(self, result: Result, signal_number: int = signal.SIGINT) -> None:
+        super().__init__(signal_number)
+        self.result = result
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into ``Interrupted`` while the block runs, so a terminated run ends its worker's process
+    group and saves what it measured, exactly as Ctrl-C does."""
+
+    def handler(signal_number: int, _frame: object) -> None:
+        raise Interrupted(signal_number)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here, nothing to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _skip_key(config: Config) -> tuple:
+    # A backend skips for reasons of framework, device, precision and layout alone (a missing GPU, fp16 on a
+    # CPU), so one worker's answer holds for every configuration sharing those.
+    return config.framework, config.device, config.precision, config.channels_last
 
 
 def run_configs(
@@ -216,34 +313,75 @@ def run_configs(
     observer: Observer | None = None,
     threads: int | None = None,
     worker_command: tuple[str, ...] = WORKER_COMMAND,
+    measure_peaks: bool = True,
+    resume: Run | None = None,
 ) -> Run:
-    """Run every configuration in order, rewriting ``out_path`` after each, so a crash or Ctrl-C loses nothing."""
-    run = Run(environment=host_environment(threads), results=[], path=Path(out_path))
-    write_run(run.path, run)
-    # A backend skips for reasons of framework, device, precision and layout alone (a missing GPU, fp16 on a
-    # CPU), so one worker's answer holds for every configuration sharing those.
+    """Run every configuration, rewriting ``out_path`` after each worker process, so nothing measured is lost.
+
+    Results are in the order of ``configs``. With ``resume`` (a run read from disk), its ``ok`` results for the
+    same configurations are kept and only the others run. A configuration still being measured when the run
+    stops is saved as ``interrupted`` with the processes it had. At the end, with ``measure_peaks``, each result
+    gets the device's matmul peak (measured with every installed framework, cached) and so its MFU.
+    """
+    environment = host_environment(threads)
+    final: dict[int, Result] = {}
+    if resume is not None:
+        kept = {result.config: result for result in resume.results if result.status == "ok"}
+        final = {index: kept[config] for index, config in enumerate(configs) if config in kept}
+        environment = {**resume.environment, "frameworks": dict(resume.environment.get("frameworks") or {}),
+                       "devices": dict(resume.environment.get("devices") or {})}
+        environment.pop("finished_at", None)
+        environment["resumed"] = [*environment.get("resumed", ()), host_environment(threads)]
+    run = Run(environment=environment, results=[], path=Path(out_path), planned=list(configs))
+    processes: dict[int, list[Result]] = {}
+
+    def save() -> None:
+        run.results = [final[index] if index in final else combine_processes(configs[index], processes[index])
+                       for index in range(len(configs)) if index in final or processes.get(index)]
+        write_run(run.path, run)
+
+    save()
     skip_reasons: dict[tuple, str] = {}
     try:
-        for index, config in enumerate(configs):
-            if observer is not None:
-                observer.on_start(index, config)
-            skip_key = (config.framework, config.device, config.precision, config.channels_last)
-            if skip_key in skip_reasons:
-                result = Result(config=config, status="skipped", reason=skip_reasons[skip_key],
-                                macs_per_image=zoo.get_spec(config.model).macs)
-                framework_environment = {}
-            else:
-                result, framework_environment = run_configuration(config, timeout_s, observer, index, worker_command)
+        for repeat in range(max((config.repeats for config in configs), default=0)):
+            for index, config in enumerate(configs):
+                if index in final or repeat >= config.repeats:
+                    continue
+                if observer is not None:
+                    observer.on_start(index, config)
+                if _skip_key(config) in skip_reasons:
+                    result = Result(config=config, status="skipped", reason=skip_reasons[_skip_key(config)],
+                                    **_measured_counts(config))
+                    facts: dict = {}
+                else:
+                    try:
+                        result, facts = run_worker(config, timeout_s, observer, index, worker_command)
+                    except WorkerInterrupted as stop:
+                        processes.setdefault(index, []).append(stop.result)
+                        final[index] = combine_processes(config, processes[index])
+                        raise
                 if result.status == "skipped":
-                    skip_reasons[skip_key] = result.reason
-            if framework_environment:
-                run.environment["frameworks"].setdefault(config.framework, {}).update(framework_environment)
-            run.results.append(result)
-            run.environment["finished_at"] = now_utc()
-            write_run(run.path, run)
-            if observer is not None:
-                observer.on_result(index, result)
+                    skip_reasons[_skip_key(config)] = result.reason
+                if facts.get("framework"):
+                    run.environment.setdefault("frameworks", {})[config.framework] = facts["framework"]
+                if facts.get("device"):
+                    run.environment.setdefault("devices", {})[config.device] = facts["device"]
+                processes.setdefault(index, []).append(result)
+                if result.status != "ok" or len(processes[index]) == config.repeats:
+                    final[index] = combine_processes(config, processes[index])
+                run.environment["finished_at"] = now_utc()
+                save()
+                if index in final and observer is not None:
+                    observer.on_result(index, final[index])
     finally:
         run.environment["finished_at"] = now_utc()
+        save()
+    if measure_peaks and any(result.status == "ok" for result in run.results):
+        from bench.peak import attach_peaks
+
+        if observer is not None and hasattr(observer, "on_message"):
+            observer.on_message("measuring the matmul peak of each device for MFU, with every installed framework "
+                                "(cached after the first time)")
+        attach_peaks(run, threads)
         write_run(run.path, run)
     return run

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as _scipy_stats
@@ -11,6 +11,21 @@ from scipy import stats as _scipy_stats
 # A result whose interquartile range exceeds this fraction of its median is flagged as noisy.
 NOISY_IQR_RATIO = 0.10
 CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class MedianCI:
+    """A distribution-free confidence interval of a median, with the coverage it really has.
+
+    ``level`` is the exact coverage of the order statistics chosen: at least ``CONFIDENCE`` from 6 values on,
+    and below it for fewer (5 values bracket the median with 94%, 2 values with 50%), since no pair of order
+    statistics of so few values reaches 95%.
+    """
+
+    low_ms: float
+    high_ms: float
+    level: float
+    n: int
 
 
 @dataclass(frozen=True)
@@ -30,13 +45,8 @@ class Summary:
     iqr_ms: float
     p5_ms: float
     p95_ms: float
-    ci95_ms: tuple[float, float]
+    median_ci: MedianCI
     noisy: bool
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["ci95_ms"] = list(self.ci95_ms)
-        return values
 
 
 def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, int]:
@@ -53,6 +63,19 @@ def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, int]:
     return lower, n - lower + 1
 
 
+def ci_coverage(n: int, low_rank: int) -> float:
+    """Probability that [x_(r), x_(n-r+1)] of n values covers their distribution's median (r = ``low_rank``)."""
+    return float(1 - 2 * _scipy_stats.binom.cdf(low_rank - 1, n, 0.5))
+
+
+def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> MedianCI:
+    """The order-statistic interval of the median of ``values`` (``median_ci_ranks``) and its exact coverage."""
+    ordered = np.sort(np.asarray(values, dtype=float))
+    n = int(ordered.size)
+    low, high = median_ci_ranks(n, confidence)
+    return MedianCI(float(ordered[low - 1]), float(ordered[high - 1]), ci_coverage(n, low), n)
+
+
 def summarize(samples_ms: Sequence[float]) -> Summary:
     """Summarise samples; percentiles use linear interpolation (numpy's default, as pandas does)."""
     values = np.asarray(samples_ms, dtype=float)
@@ -63,7 +86,6 @@ def summarize(samples_ms: Sequence[float]) -> Summary:
     n = int(values.size)
     ordered = np.sort(values)
     p5, q1, median, q3, p95 = np.percentile(ordered, [5, 25, 50, 75, 95])
-    rank_low, rank_high = median_ci_ranks(n)
     std = float(np.std(values, ddof=1)) if n > 1 else None
     return Summary(
         n=n,
@@ -75,6 +97,6 @@ def summarize(samples_ms: Sequence[float]) -> Summary:
         iqr_ms=float(q3 - q1),
         p5_ms=float(p5),
         p95_ms=float(p95),
-        ci95_ms=(float(ordered[rank_low - 1]), float(ordered[rank_high - 1])),
+        median_ci=median_ci(ordered),
         noisy=bool(median > 0 and (q3 - q1) / median > NOISY_IQR_RATIO),
     )

@@ -8,10 +8,20 @@ import keras
 import tensorflow as tf
 
 import zoo
-from bench.backend import DATA_SEED, FP16_LOSS_SCALE, SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, Skip, parse_device
+from bench.backend import (
+    FP16_LOSS_SCALE,
+    Skip,
+    cpu_precision_skip_reason,
+    host_data,
+    nvidia_driver,
+    parse_device,
+    precision_skip_reason,
+)
+from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode
 from bench.record import Config
 
 _POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+_DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
 
 
 class TFBackend:
@@ -23,12 +33,19 @@ class TFBackend:
         self._step: tf.types.experimental.PolymorphicFunction | None = None
         self.model: keras.Model | None = None  # the network and input of the last prepared step
         self.images: tf.Tensor | None = None
+        self.labels: tf.Tensor | None = None
+        self.optimizer: keras.optimizers.Optimizer | None = None
 
-    def configure_threads(self, threads: int) -> None:
+    def configure(self, config: Config, threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        # TensorFlow maps all GPU memory at start-up unless told to grow; set before any device initialises.
-        for gpu in tf.config.list_physical_devices("GPU"):
+        # TensorFlow initialises every GPU it sees and maps all their memory: it may see only the requested one
+        # (none for a CPU configuration), with memory growth, and all of it before any device initialises.
+        gpus = tf.config.list_physical_devices("GPU")
+        kind, index = parse_device(config.device)
+        chosen = [gpus[index]] if kind == "cuda" and index < len(gpus) else []
+        tf.config.set_visible_devices(chosen, "GPU")
+        for gpu in chosen:
             tf.config.experimental.set_memory_growth(gpu, True)
 
     def check(self, config: Config) -> None:
@@ -39,29 +56,38 @@ class TFBackend:
                 raise Skip("tf: no GPU visible (install the cuda extra: pip install -e '.[cuda]'; needs a driver)")
             if index >= len(gpus):
                 raise Skip(f"tf: {config.device} requested but {len(gpus)} GPU(s) visible")
+            details = tf.config.experimental.get_device_details(gpus[index])
+            reason = precision_skip_reason("tf", details.get("device_name", config.device),
+                                           tuple(details.get("compute_capability", (0, 0))), config.precision)
+            if reason:
+                raise Skip(reason)
         if config.channels_last:
             raise Skip("tf: --channels-last applies to torch only (TensorFlow runs NHWC throughout)")
-        if kind == "cpu" and config.precision == "fp16":
-            raise Skip("tf: fp16 on CPU is not benchmarked (no fast fp16 CPU kernels); use bf16 or fp32")
+        if kind == "cpu" and (reason := cpu_precision_skip_reason("tf", config.precision)):
+            raise Skip(reason)
 
-    def prepare(self, config: Config) -> Callable[[], object]:
-        kind, index = parse_device(config.device)
-        self._on_gpu = kind == "cuda"
-        self._device_name = f"/GPU:{index}" if self._on_gpu else "/CPU:0"
+    def _use_device(self, device: str) -> None:
+        self._on_gpu = parse_device(device)[0] == "cuda"
+        # configure() left only the requested GPU visible, so it is the first logical one.
+        self._device_name = "/GPU:0" if self._on_gpu else "/CPU:0"
         # fp32 means IEEE fp32 in both frameworks (see the torch backend); TensorFlow defaults to TF32.
         tf.config.experimental.enable_tensor_float_32_execution(False)
+
+    def prepare(self, config: Config) -> Callable[[], object]:
+        self._use_device(config.device)
+        mode = get_mode(config.mode)
         keras.mixed_precision.set_global_policy(_POLICIES[config.precision])
         spec = zoo.get_spec(config.model)
-        keras.utils.set_random_seed(DATA_SEED)
-        channels, height, width = spec.input_shape
+        keras.utils.set_random_seed(0)  # weights; the data come from bench.backend.host_data
+        images_np, labels_np = host_data(spec.input_shape, spec.num_classes, config.batch_size)
         with tf.device(self._device_name):
             model = zoo.build(config.model, "tf")
-            images = tf.random.normal((config.batch_size, height, width, channels))
-            labels = tf.random.uniform((config.batch_size,), 0, spec.num_classes, dtype=tf.int32)
-        self.model, self.images = model, images
+            images = tf.constant(images_np.transpose(0, 2, 3, 1))  # NCHW -> NHWC
+            labels = tf.constant(labels_np)
+        self.model, self.images, self.labels = model, images, labels
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         optimizer = None
-        if config.mode == "train":
+        if mode.update:
             # torch-style SGD: L2 weight decay added to the gradient, then momentum (Keras' own weight_decay
             # is decoupled and would be a different update).
             optimizer = keras.optimizers.SGD(learning_rate=SGD_LR, momentum=SGD_MOMENTUM)
@@ -69,9 +95,10 @@ class TFBackend:
                 optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer, initial_scale=FP16_LOSS_SCALE)
             with tf.device(self._device_name):  # momentum buffers live beside the weights
                 optimizer.build(model.trainable_variables)
+        self.optimizer = optimizer
         scale_loss = config.precision == "fp16"
 
-        if config.mode == "forward":
+        if not mode.backward:
 
             def forward():
                 return model(images, training=False)
@@ -129,26 +156,50 @@ class TFBackend:
             return int(tf.config.experimental.get_memory_info(self._device_name.strip("/"))["peak"])
         return None
 
-    def environment(self, config: Config) -> dict:
+    def framework_info(self) -> dict:
         build = tf.sysconfig.get_build_info()
-        info = {
+        return {
             "version": tf.__version__,
             "keras": keras.__version__,
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "built_with_cuda": tf.test.is_built_with_cuda(),
             "cuda_build": build.get("cuda_version"),
             "cudnn_build": build.get("cudnn_version"),
-            "xla": bool(config.compile),
+        }
+
+    def device_info(self, config: Config) -> dict:
+        kind, index = parse_device(config.device)
+        gpus = tf.config.list_physical_devices("GPU")
+        if kind != "cuda" or index >= len(gpus):
+            return {}
+        details = tf.config.experimental.get_device_details(gpus[index])
+        return {"gpu_name": details.get("device_name"),
+                "gpu_capability": ".".join(map(str, details.get("compute_capability", ()))),
+                "driver": nvidia_driver()}
+
+    def settings(self, config: Config) -> dict:
+        return {
+            "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "interop_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "memory_format": "NHWC",
+            "compile": "XLA jit_compile (whole step)" if config.compile else "tf.function graph",
             "mixed_precision_policy": _POLICIES[config.precision],
             "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+            **({"memory_growth": True} if self._on_gpu else {}),
         }
-        if self._on_gpu:
-            index = int(self._device_name.rsplit(":", 1)[1])
-            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[index])
-            info["gpu_name"] = details.get("device_name")
-            info["gpu_capability"] = ".".join(map(str, details.get("compute_capability", ())))
-        return info
+
+    def matmul(self, device: str, precision: str, size: int) -> Callable[[], object]:
+        self._use_device(device)  # TF32 off: an fp32 peak is an IEEE fp32 peak
+        with tf.device(self._device_name):
+            a, b = (tf.cast(tf.random.stateless_normal((size, size), seed=(0, seed)), _DTYPES[precision])
+                    for seed in range(2))
+        device_name = self._device_name
+
+        @tf.function
+        def multiply():
+            with tf.device(device_name):
+                return tf.matmul(a, b)
+
+        return multiply
 
     def is_out_of_memory(self, error: BaseException) -> bool:
         return isinstance(error, tf.errors.ResourceExhaustedError) or "out of memory" in str(error).lower()

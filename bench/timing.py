@@ -12,7 +12,8 @@ MIN_SAMPLES = 10
 # Progress is reported at most this often, so that reporting cannot crowd the loop on tiny models.
 PROGRESS_INTERVAL_S = 0.2
 
-Progress = Callable[[str, int, int], None]  # (phase "warmup" | "timed", done, total)
+# (phase "warmup" | "timed", done, total, the timed samples taken since the previous report)
+Progress = Callable[[str, int, int, list[float]], None]
 
 
 class RetraceError(RuntimeError):
@@ -36,6 +37,7 @@ def time_step(
     iters: int,
     max_time_s: float | None = None,
     on_progress: Progress | None = None,
+    on_burn_in_end: Callable[[float | None], None] | None = None,
     trace_count: Callable[[], int] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Timing:
@@ -47,12 +49,18 @@ def time_step(
     ``max_time_s`` caps the timed loop's wall time; it stops only once ``MIN_SAMPLES`` samples exist.
     ``trace_count``, if given, must not change during the timed loop, or ``RetraceError`` is raised.
     Garbage collection is paused during the timed loop, as ``timeit`` does.
+
+    ``on_progress`` receives the new samples with each (throttled) report, so a caller can keep them even if the
+    process dies later; reports happen between samples, never inside one. ``on_burn_in_end`` is called once
+    between burn-in and the timed loop with the first step's time (None without burn-in), e.g. to close one
+    peak-memory window and open the next.
     """
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0. Received: warmup={warmup}")
     if iters < 1:
         raise ValueError(f"iters must be >= 1. Received: iters={iters}")
-    report = _throttled(on_progress, clock)
+    samples_ms: list[float] = []
+    report = _throttled(on_progress, clock, samples_ms)
 
     first_step_ms: float | None = None
     for done in range(warmup):
@@ -62,9 +70,10 @@ def time_step(
         if first_step_ms is None:
             first_step_ms = (clock() - start) * 1e3
         report("warmup", done + 1, warmup)
+    if on_burn_in_end is not None:
+        on_burn_in_end(first_step_ms)
 
     minimum = min(MIN_SAMPLES, iters)
-    samples_ms: list[float] = []
     capped = False
     # Without burn-in the first timed call is also the one that traces or compiles: count from after it.
     traces_before = trace_count() if trace_count is not None and warmup > 0 else None
@@ -95,15 +104,19 @@ def time_step(
     return Timing(samples_ms, first_step_ms if first_step_ms is not None else samples_ms[0], capped)
 
 
-def _throttled(on_progress: Progress | None, clock: Callable[[], float]) -> Progress:
+def _throttled(on_progress: Progress | None, clock: Callable[[], float],
+               samples_ms: list[float]) -> Callable[[str, int, int], None]:
     if on_progress is None:
         return lambda phase, done, total: None
     last = [-float("inf")]
+    reported = [0]  # samples already handed over
 
     def report(phase: str, done: int, total: int) -> None:
         now = clock()
         if done == total or now - last[0] >= PROGRESS_INTERVAL_S:
             last[0] = now
-            on_progress(phase, done, total)
+            new = samples_ms[reported[0]:]
+            reported[0] = len(samples_ms)
+            on_progress(phase, done, total, new)
 
     return report

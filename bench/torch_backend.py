@@ -9,10 +9,19 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from bench.backend import DATA_SEED, FP16_LOSS_SCALE, SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, Skip, parse_device
+from bench.backend import (
+    FP16_LOSS_SCALE,
+    Skip,
+    cpu_precision_skip_reason,
+    host_data,
+    nvidia_driver,
+    parse_device,
+    precision_skip_reason,
+)
+from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode
 from bench.record import Config
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TorchBackend:
@@ -23,8 +32,10 @@ class TorchBackend:
         self._compiled = False
         self.model: torch.nn.Module | None = None  # the network and input of the last prepared step
         self.images: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
 
-    def configure_threads(self, threads: int) -> None:
+    def configure(self, config: Config, threads: int) -> None:
         torch.set_num_threads(threads)
         if torch.get_num_interop_threads() != 1:  # torch allows setting it only once per process
             torch.set_num_interop_threads(1)
@@ -36,37 +47,47 @@ class TorchBackend:
                 raise Skip("torch: no CUDA GPU visible (torch.cuda.is_available() is False)")
             if index >= torch.cuda.device_count():
                 raise Skip(f"torch: {config.device} requested but {torch.cuda.device_count()} CUDA device(s) visible")
-            if config.precision == "bf16" and not torch.cuda.is_bf16_supported():
-                raise Skip(f"torch: bf16 is not supported on {torch.cuda.get_device_name(index)}")
-        elif config.precision == "fp16":
-            raise Skip("torch: fp16 on CPU is not benchmarked (no fast fp16 CPU kernels); use bf16 or fp32")
+            # The capability of the requested device, not of the current one (torch.cuda.is_bf16_supported()
+            # asks the current device, and counts emulated bf16 as support).
+            reason = precision_skip_reason("torch", torch.cuda.get_device_name(index),
+                                           torch.cuda.get_device_capability(index), config.precision)
+            if reason:
+                raise Skip(reason)
+        elif reason := cpu_precision_skip_reason("torch", config.precision):
+            raise Skip(reason)
 
-    def prepare(self, config: Config) -> Callable[[], object]:
-        kind, index = parse_device(config.device)
+    def _use_device(self, device: str) -> str:
+        kind, index = parse_device(device)
         self._device = torch.device(kind, index) if kind == "cuda" else torch.device("cpu")
         if kind == "cuda":
             torch.cuda.set_device(self._device)
-            # cuDNN picks the fastest algorithm for these fixed shapes during burn-in.
-            torch.backends.cudnn.benchmark = True
-            # fp32 means IEEE fp32 in both frameworks: torch's cuDNN and TensorFlow default to TF32 on
-            # Ampere and newer, torch's matmuls do not, which would make the two "fp32" rows different work.
+            # fp32 means IEEE fp32 in both frameworks: torch's cuDNN and TensorFlow default to TF32 on Ampere
+            # and newer, torch's matmuls do not, which would make the two "fp32" rows different work.
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
+        return kind
+
+    def prepare(self, config: Config) -> Callable[[], object]:
+        kind = self._use_device(config.device)
+        if kind == "cuda":
+            # cuDNN picks the fastest algorithm for these fixed shapes during burn-in.
+            torch.backends.cudnn.benchmark = True
+        mode = get_mode(config.mode)
         spec = zoo.get_spec(config.model)
-        torch.manual_seed(DATA_SEED)
+        torch.manual_seed(0)  # weights; the data come from bench.backend.host_data
         model = zoo.build(config.model, "torch").to(self._device)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         model = model.to(memory_format=memory_format)
-        images = torch.randn(config.batch_size, *spec.input_shape, device=self._device)
-        images = images.contiguous(memory_format=memory_format)
-        labels = torch.randint(0, spec.num_classes, (config.batch_size,), device=self._device)
-        self.model, self.images = model, images
+        images_np, labels_np = host_data(spec.input_shape, spec.num_classes, config.batch_size)
+        images = torch.from_numpy(images_np).to(self._device).contiguous(memory_format=memory_format)
+        labels = torch.from_numpy(labels_np).to(self._device)
+        self.model, self.images, self.labels = model, images, labels
 
         forward = model
         if config.compile:
             self._compiled = True
             forward = torch.compile(model)
-        dtype = _DTYPES.get(config.precision)
+        dtype = _DTYPES[config.precision] if config.precision != "fp32" else None
         autocast = (
             (lambda: torch.autocast(device_type=kind, dtype=dtype))
             if dtype is not None
@@ -75,7 +96,7 @@ class TorchBackend:
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
         scaler = torch.amp.GradScaler(kind, init_scale=FP16_LOSS_SCALE) if config.precision == "fp16" else None
 
-        if config.mode == "forward":
+        if not mode.backward:
             model.eval()
 
             def step() -> object:
@@ -86,10 +107,11 @@ class TorchBackend:
 
         model.train()
         optimizer = None
-        if config.mode == "train":
+        if mode.update:
             optimizer = torch.optim.SGD(
                 model.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM, weight_decay=SGD_WEIGHT_DECAY
             )
+        self.optimizer = optimizer
 
         def step() -> object:
             # Fresh gradient tensors each step, as TensorFlow's tape returns; accumulating would add work.
@@ -127,46 +149,49 @@ class TorchBackend:
             return int(torch.cuda.max_memory_allocated(self._device))
         return None
 
-    def environment(self, config: Config) -> dict:
-        info = {
+    def framework_info(self) -> dict:
+        return {
             "version": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "interop_threads": torch.get_num_interop_threads(),
             "cuda_build": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
             "mkldnn": torch.backends.mkldnn.is_available(),
         }
+
+    def device_info(self, config: Config) -> dict:
+        kind, index = parse_device(config.device)
+        if kind != "cuda" or not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            return {}
+        properties = torch.cuda.get_device_properties(index)
+        return {
+            "gpu_name": properties.name,
+            "gpu_capability": f"{properties.major}.{properties.minor}",
+            "gpu_memory_bytes": properties.total_memory,
+            "gpu_multiprocessors": properties.multi_processor_count,
+            "driver": nvidia_driver(),
+        }
+
+    def settings(self, config: Config) -> dict:
+        info = {
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "memory_format": "channels_last" if config.channels_last else "contiguous (NCHW)",
+            "compile": "torch.compile (model forward and backward)" if config.compile else "eager",
+            "autocast": None if config.precision == "fp32" else str(_DTYPES[config.precision]).removeprefix("torch."),
+        }
         if self._device.type == "cuda":
-            index = self._device.index or 0
-            properties = torch.cuda.get_device_properties(index)
-            info.update(
-                {
-                    "gpu_name": properties.name,
-                    "gpu_memory_bytes": properties.total_memory,
-                    "gpu_capability": f"{properties.major}.{properties.minor}",
-                    "cudnn": torch.backends.cudnn.version(),
-                    "cudnn_benchmark": torch.backends.cudnn.benchmark,
-                    "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-                    "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-                    "driver": _nvidia_driver(),
-                }
-            )
+            info.update(cudnn_benchmark=torch.backends.cudnn.benchmark,
+                        tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32)
         return info
+
+    def matmul(self, device: str, precision: str, size: int) -> Callable[[], object]:
+        self._use_device(device)  # TF32 off: an fp32 peak is an IEEE fp32 peak
+        generator = torch.Generator(device=self._device).manual_seed(0)
+        a, b = (torch.randn(size, size, device=self._device, generator=generator).to(_DTYPES[precision])
+                for _ in range(2))
+        return lambda: torch.mm(a, b)
 
     def is_out_of_memory(self, error: BaseException) -> bool:
         return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
-def _nvidia_driver() -> str | None:
-    try:
-        import subprocess
-
-        completed = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
-        )
-        return completed.stdout.strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return None
 
 
 Backend = TorchBackend  # what bench.backend.load_backend instantiates

@@ -1,18 +1,23 @@
 """One configuration in a fresh process: ``python -m bench.worker CONFIG_JSON``.
 
-The worker sets its thread count before the framework initialises, imports only that framework's backend,
-times the step and reports back as JSON lines on its own channel (the original stdout; anything else that
-writes to stdout, a framework's log say, is sent to stderr): ``{"event": "progress", ...}`` while it runs
-and one ``{"event": "result", ...}`` at the end.
+The worker sets its thread count and visible devices before the framework initialises, imports only that
+framework's backend, times the step and reports back as JSON lines on its own channel (the original stdout;
+anything else that writes to stdout, a framework's log say, is sent to stderr):
+
+- ``{"event": "progress", "phase", "done", "total", "samples": [...]}`` while it runs, carrying the timed samples
+  taken since the previous message, so the parent keeps them if this process dies;
+- ``{"event": "burn_in", "first_step_ms", "burn_in_peak_memory_bytes"}`` once burn-in is over;
+- one ``{"event": "result", ...}`` at the end.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import sys
-from dataclasses import asdict
+from pathlib import Path
 from typing import Any, TextIO
 
 from bench.record import Config
@@ -28,12 +33,35 @@ def _channel() -> TextIO:
     return os.fdopen(protocol_fd, "w", buffering=1)
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+class ProcessMemory:
+    """Peak resident memory of this process over a window, for CPU runs where no allocator keeps a peak.
+
+    Linux resets the high-water mark (VmHWM) when "5" is written to /proc/self/clear_refs; where that is not
+    possible the window reaches back to the start of the process, and ``window`` says so.
+    """
+
+    def __init__(self) -> None:
+        self.window = "process peak RSS since start"
+
+    def reset(self) -> None:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.window = "process peak RSS in the window"
+        except OSError:
+            self.window = "process peak RSS since start (the window could not be reset)"
+
+    def peak_bytes(self) -> int:
+        try:
+            match = re.search(r"^VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+            if match:
+                return int(match.group(1)) * 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def run_config(config: Config, emit) -> dict[str, Any]:
-    """Time ``config``; returns the result fields (status, reason, samples...) and the backend's environment."""
+    """Time ``config``; returns the result fields (status, reason, samples...), settings and facts."""
     threads = config.threads or os.cpu_count() or 1
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
@@ -43,48 +71,66 @@ def run_config(config: Config, emit) -> dict[str, Any]:
     from bench.timing import RetraceError, time_step
 
     backend = load_backend(config.framework)
-    backend.configure_threads(threads)
+    backend.configure(config, threads)
+    process_memory = ProcessMemory()
+    burn_in: dict[str, Any] = {}
 
-    def environment() -> dict[str, Any]:
-        try:
-            return backend.environment(config)
-        except Exception as error:  # versions are worth having, but never at the cost of the result
-            return {"environment_error": f"{type(error).__name__}: {error}"}
+    def facts() -> dict[str, Any]:
+        described: dict[str, Any] = {}
+        for key, describe in (("framework", backend.framework_info), ("device", lambda: backend.device_info(config)),
+                              ("settings", lambda: backend.settings(config))):
+            try:
+                described[key] = describe()
+            except Exception as error:  # versions are worth having, but never at the cost of the result
+                described[key] = {"error": f"{type(error).__name__}: {error}"}
+        described["settings"]["peak_memory"] = ("device allocator" if backend.peak_memory_bytes() is not None
+                                                else process_memory.window)
+        return described
+
+    def peak_memory() -> int:
+        device_peak = backend.peak_memory_bytes()
+        return device_peak if device_peak is not None else process_memory.peak_bytes()
+
+    def end_burn_in(first_step_ms: float | None) -> None:
+        burn_in.update(first_step_ms=first_step_ms, burn_in_peak_memory_bytes=peak_memory())
+        emit({"event": "burn_in", **burn_in})
+        backend.reset_peak_memory()
+        process_memory.reset()
 
     try:
         backend.check(config)
         step = backend.prepare(config)
         backend.reset_peak_memory()
+        process_memory.reset()
         timing = time_step(
             step,
             backend.synchronize,
             warmup=config.warmup,
             iters=config.iters,
             max_time_s=config.max_time_s,
-            on_progress=lambda phase, done, total: emit({"event": "progress", "phase": phase, "done": done,
-                                                         "total": total}),
+            on_progress=lambda phase, done, total, samples: emit(
+                {"event": "progress", "phase": phase, "done": done, "total": total, "samples": samples}),
+            on_burn_in_end=end_burn_in,
             trace_count=backend.trace_count,
         )
-        peak = backend.peak_memory_bytes()
         return {
             "status": "ok",
             "samples_ms": timing.samples_ms,
             "first_step_ms": timing.first_step_ms,
             "capped": timing.capped,
-            "peak_memory_bytes": peak if peak is not None else _peak_rss_bytes(),
-            "extra": {"threads": threads, "peak_memory_kind": "device" if peak is not None else "process RSS"},
-            "environment": environment(),
+            "peak_memory_bytes": peak_memory(),
+            "burn_in_peak_memory_bytes": burn_in.get("burn_in_peak_memory_bytes") if config.warmup else None,
+            **facts(),
         }
     except Skip as skip:
-        return {"status": "skipped", "reason": str(skip), "environment": environment()}
+        return {"status": "skipped", "reason": str(skip), **facts()}
     except RetraceError as error:
-        return {"status": "failed", "reason": f"{config.framework}: {error}", "environment": environment()}
+        return {"status": "failed", "reason": f"{config.framework}: {error}", **facts()}
     except Exception as error:  # any failure of one configuration becomes its result, never a lost run
         oom = backend.is_out_of_memory(error)
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
         kind = "out of memory" if oom else type(error).__name__
-        return {"status": "failed", "reason": f"{config.framework}: {kind}: {first_line}",
-                "environment": environment()}
+        return {"status": "failed", "reason": f"{config.framework}: {kind}: {first_line}", **facts()}
 
 
 def main(argv: list[str]) -> int:
@@ -93,9 +139,9 @@ def main(argv: list[str]) -> int:
     def emit(message: dict) -> None:
         channel.write(json.dumps(message) + "\n")
 
-    config = Config(**json.loads(argv[0]))
+    config = Config.from_dict(json.loads(argv[0]))
     outcome = run_config(config, emit)
-    emit({"event": "result", "config": asdict(config), **outcome})
+    emit({"event": "result", "config": config.to_dict(), **outcome})
     channel.close()
     return 0
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.backend import Skip, load_backend, parse_device
+from bench.backend import Skip, cpu_has_native_bf16, load_backend, parse_device, precision_skip_reason
 from bench.record import Config
 
 
@@ -32,17 +32,26 @@ BACKENDS = [pytest.param(_torch_backend, marks=pytest.mark.torch, id="torch"),
             pytest.param(_tf_backend, marks=pytest.mark.tf, id="tf")]
 
 
+@pytest.mark.no_gpu
 @pytest.mark.parametrize("make_backend", BACKENDS)
 def test_cuda_without_gpu_is_skipped_with_reason(make_backend):
     backend = make_backend()
-    config = Config("lenet", backend.name, "cuda", "forward", 2)
-    try:
-        backend.check(config)
-    except Skip as skip:
-        reason = str(skip)
-        assert reason.startswith(f"{backend.name}: ") and "GPU" in reason.upper() and "\n" not in reason
-    else:
-        pytest.skip("a GPU is visible here")
+    with pytest.raises(Skip) as skip:
+        backend.check(Config("lenet", backend.name, "cuda", "forward", 2))
+    reason = str(skip.value)
+    assert reason.startswith(f"{backend.name}: ") and "GPU" in reason.upper() and "\n" not in reason
+
+
+@pytest.mark.parametrize(
+    ("capability", "precision", "refused"),
+    [((7, 5), "bf16", True), ((8, 0), "bf16", False), ((9, 0), "bf16", False), ((6, 1), "fp16", True),
+     ((7, 0), "fp16", False), ((6, 1), "fp32", False)],
+)
+def test_gpu_precision_needs_native_support_on_the_requested_device(capability, precision, refused):
+    reason = precision_skip_reason("torch", "NVIDIA T4", capability, precision)
+    assert (reason is not None) == refused
+    if refused:
+        assert reason.startswith(f"torch: {precision} needs compute capability") and "NVIDIA T4 has" in reason
 
 
 @pytest.mark.parametrize("make_backend", BACKENDS)
@@ -82,14 +91,28 @@ def test_torch_modes_do_their_work():
     assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))  # SGD step taken
 
 
-@pytest.mark.torch
-def test_torch_bf16_autocast_runs_on_cpu():
-    import torch
+@pytest.mark.parametrize("make_backend", BACKENDS)
+def test_bf16_on_cpu_runs_only_where_the_cpu_has_bf16_instructions(make_backend):
+    backend = make_backend()
+    config = Config("lenet", backend.name, "cpu", "forward", 2, precision="bf16")
+    if not cpu_has_native_bf16():
+        with pytest.raises(Skip, match="bf16 on this CPU would be emulated"):
+            backend.check(config)
+        return
+    backend.check(config)
+    logits = backend.prepare(config)()
+    assert "bfloat16" in str(logits.dtype)
 
-    backend = _torch_backend()
-    backend.check(Config("lenet", "torch", "cpu", "forward", 2, precision="bf16"))
-    logits = backend.prepare(Config("lenet", "torch", "cpu", "forward", 2, precision="bf16"))()
-    assert logits.dtype == torch.bfloat16
+
+@pytest.mark.torch
+@pytest.mark.tf
+def test_both_frameworks_time_the_same_numbers():
+    """The inputs and labels come from one seed on the host; TensorFlow's are the NHWC transpose of torch's."""
+    torch_backend, tf_backend = _torch_backend(), _tf_backend()
+    torch_backend.prepare(Config("lenet", "torch", "cpu", "forward-backward", 3))
+    tf_backend.prepare(Config("lenet", "tf", "cpu", "forward-backward", 3))
+    np.testing.assert_array_equal(torch_backend.images.numpy().transpose(0, 2, 3, 1), tf_backend.images.numpy())
+    np.testing.assert_array_equal(torch_backend.labels.numpy(), tf_backend.labels.numpy())
 
 
 @pytest.mark.torch
@@ -144,8 +167,21 @@ def test_tf_refuses_channels_last():
 
 
 @pytest.mark.tf
-def test_tf_fp32_is_ieee_fp32_not_tf32():
+def test_tf_fp32_is_ieee_fp32_not_tf32_and_recorded_per_configuration():
     import tensorflow as tf
 
-    _tf_backend().prepare(Config("lenet", "tf", "cpu", "forward", 2))
+    backend = _tf_backend()
+    config = Config("lenet", "tf", "cpu", "forward", 2, compile=True)
+    backend.prepare(config)
     assert not tf.config.experimental.tensor_float_32_execution_enabled()
+    settings = backend.settings(config)
+    assert settings["tf32"] is False and settings["mixed_precision_policy"] == "float32"
+    assert settings["compile"] == "XLA jit_compile (whole step)"
+
+
+@pytest.mark.torch
+def test_torch_settings_say_layout_and_compile():
+    backend = _torch_backend()
+    settings = backend.settings(Config("alexnet", "torch", "cpu", "forward", 1, channels_last=True))
+    assert settings["memory_format"] == "channels_last" and settings["compile"] == "eager"
+    assert settings["threads"] >= 1

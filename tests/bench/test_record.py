@@ -9,7 +9,7 @@ from bench.record import SCHEMA, Config, Result, Run, RunFileError, read_run, wr
 
 def _result(**changes):
     values = {"config": Config("alexnet", "torch", "cpu", "forward-backward", 8), "status": "ok",
-              "samples_ms": (100.0, 200.0, 300.0), "macs_per_image": 714_188_480}
+              "samples_ms": (100.0, 200.0, 300.0), "macs_per_image": 714_188_480, "flops_per_step": 40_000_000_000}
     values.update(changes)
     return Result(**values)
 
@@ -19,16 +19,41 @@ def test_derived_figures_by_hand():
     assert derived["median_ms"] == 200.0
     assert derived["images_per_s"] == pytest.approx(8 / 0.2)  # batch / median
     assert derived["ms_per_image"] == pytest.approx(25.0)
-    # forward-backward counts 3 x forward; 2 FLOPs per MAC: 3 * 2 * 714,188,480 * 8 per step, over 0.2 s
-    assert derived["gflops_per_s"] == pytest.approx(3 * 2 * 714_188_480 * 8 / 0.2 / 1e9)
+    assert derived["gflops_per_s"] == pytest.approx(40e9 / 0.2 / 1e9)  # the step's FLOPs over the median
     assert derived["mfu"] is None
+    assert derived["median_ci_basis"] == "samples" and derived["processes"] == 1
 
 
-def test_forward_counts_once_and_mfu_uses_peak():
-    result = _result(config=Config("lenet", "tf", "cpu", "forward", 4), macs_per_image=416_520,
-                     peak_gflops_per_s=10.0, samples_ms=(1.0,))
-    assert result.flops_per_step == 2 * 416_520 * 4
-    assert result.derived()["mfu"] == pytest.approx(2 * 416_520 * 4 / 1e-3 / 1e9 / 10.0)
+def test_mfu_uses_the_peak():
+    result = _result(peak_gflops_per_s=400.0)
+    assert result.derived()["mfu"] == pytest.approx(200.0 / 400.0)
+
+
+def test_several_processes_give_the_median_and_interval_of_their_medians():
+    # Three processes of 4, 3 and 5 samples; their medians are 10.5, 20 and 30.
+    samples = (10.0, 11.0, 10.0, 11.0, 19.0, 20.0, 21.0, 29.0, 30.0, 31.0, 30.0, 30.0)
+    result = _result(samples_ms=samples, process_sample_counts=(4, 3, 5))
+    assert result.process_samples == [samples[:4], samples[4:7], samples[7:]]
+    assert result.process_medians_ms == (10.5, 20.0, 30.0)
+    derived = result.derived()
+    assert derived["median_ms"] == 20.0  # median of the process medians, not of the pooled samples (25.0)
+    assert derived["median_ci_ms"] == [10.5, 30.0] and derived["median_ci_level"] == pytest.approx(0.75)
+    assert derived["median_ci_basis"] == "process medians" and derived["processes"] == 3
+    assert derived["process_spread"] == pytest.approx((30.0 - 10.5) / 20.0)
+    assert derived["n"] == 12 and derived["mean_ms"] == pytest.approx(sum(samples) / 12)
+
+
+def test_process_counts_must_add_up_to_the_samples():
+    with pytest.raises(ValueError, match="add up"):
+        _result(process_sample_counts=(1, 1))
+
+
+def test_a_partial_result_keeps_its_samples_but_derives_no_figures():
+    result = _result(status="failed", reason="torch: timed out", partial=True)
+    derived = result.derived()
+    assert derived["n"] == 3 and derived["median_ms"] is None and derived["images_per_s"] is None
+    restored = Result.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert restored.partial and restored.samples_ms == (100.0, 200.0, 300.0) and restored.status == "failed"
 
 
 def test_round_trip_keeps_samples_unrounded():
@@ -64,7 +89,7 @@ def test_write_is_atomic_and_readable(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary left behind
     document = json.loads(path.read_text())
     assert document["schema"] == SCHEMA and len(document["results"]) == 2
-    assert "3 x forward" in document["flop_convention"]
+    assert "input gradients of every layer but the first" in document["flop_convention"]
     run = read_run(path.parent)  # a run folder is accepted
     assert [r.status for r in run.results] == ["ok", "failed"]
 
@@ -119,3 +144,22 @@ def test_results_file_is_readable_by_others(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_schema_1_file_is_read_with_its_process_counts_recovered(tmp_path):
+    entry = {**Config("lenet", "torch", "cpu", "forward", 2, repeats=2).to_dict(), "status": "ok",
+             "samples_ms": [1.0, 2.0, 3.0, 5.0, 6.0, 7.0], "process_medians_ms": [2.0, 6.0],
+             "extra": {"threads": 2}, "macs_per_image": 416_520, "flops_per_step": 2_499_120, "median_ms": 4.0}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema": 1, "environment": {}, "flop_convention": "3 x forward", "results": [entry]}))
+    run = read_run(path)
+    (result,) = run.results
+    assert result.process_sample_counts == (3, 3) and result.process_medians_ms == (2.0, 6.0)
+    assert result.settings == {"threads": 2} and result.flops_per_step == 2_499_120
+    assert run.flop_convention == "3 x forward"  # the file's own convention, not today's
+
+
+def test_the_planned_configurations_are_kept(tmp_path):
+    planned = [Config("lenet", "torch", "cpu", "forward", 2), Config("lenet", "tf", "cpu", "forward", 2)]
+    write_run(tmp_path / "r.json", Run(environment={}, results=[], planned=planned))
+    assert read_run(tmp_path / "r.json").planned == planned

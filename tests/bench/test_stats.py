@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from bench.stats import NOISY_IQR_RATIO, median_ci_ranks, summarize
+from bench.stats import NOISY_IQR_RATIO, median_ci, median_ci_ranks, summarize
 
 
 def test_five_samples_by_hand():
@@ -20,7 +20,9 @@ def test_five_samples_by_hand():
     assert s.iqr_ms == 2.0
     assert s.p5_ms == pytest.approx(1.2)
     assert s.p95_ms == pytest.approx(8.8)
-    assert s.ci95_ms == (1.0, 10.0)  # n < 6: no order statistics reach 95%, so [min, max]
+    # n < 6: no order statistics reach 95%, so [min, max], which covers the median with 1 - 2 / 2^5 = 93.75%
+    assert (s.median_ci.low_ms, s.median_ci.high_ms) == (1.0, 10.0)
+    assert s.median_ci.level == pytest.approx(0.9375)
     assert s.noisy  # IQR / median = 0.67
 
 
@@ -30,14 +32,16 @@ def test_hundred_samples_by_hand():
     assert s.median_ms == 50.5
     assert s.mean_ms == 50.5
     assert s.iqr_ms == pytest.approx(75.25 - 25.75)
-    assert s.ci95_ms == (40.0, 61.0)  # the 40th and 61st order statistics
+    assert (s.median_ci.low_ms, s.median_ci.high_ms) == (40.0, 61.0)  # the 40th and 61st order statistics
+    assert s.median_ci.level == pytest.approx(1 - 2 * scipy_stats.binom.cdf(39, 100, 0.5))
+    assert s.median_ci.level >= 0.95
 
 
 def test_constant_samples_have_zero_spread():
     # The seed started its squared-duration accumulator at 0.1, which gives constant samples a spread.
     s = summarize([7.0] * 50)
     assert s.std_ms == 0.0 and s.iqr_ms == 0.0
-    assert s.ci95_ms == (7.0, 7.0)
+    assert (s.median_ci.low_ms, s.median_ci.high_ms) == (7.0, 7.0)
     assert not s.noisy
 
 
@@ -68,3 +72,11 @@ def test_median_ci_ranks_are_the_tightest_with_95_percent_coverage(n):
 def test_bad_samples_are_refused(bad):
     with pytest.raises(ValueError):
         summarize(bad)
+
+
+@pytest.mark.parametrize(("values", "level"), [([3.0, 1.0], 0.5), ([1.0, 2.0, 3.0], 0.75), ([5.0] * 5, 0.9375)])
+def test_few_values_give_min_max_at_their_true_coverage(values, level):
+    """Two process medians bracket the median only half the time: the interval must say 50%, not 95%."""
+    interval = median_ci(values)
+    assert (interval.low_ms, interval.high_ms) == (min(values), max(values))
+    assert interval.level == pytest.approx(level) and interval.n == len(values)

@@ -75,9 +75,27 @@ def test_progress_reports_both_phases_and_the_end():
     device = FakeDevice(step_ms=1.0)
     events = []
     time_step(device.step, device.synchronize, warmup=3, iters=7, clock=device.clock,
-              on_progress=lambda phase, done, total: events.append((phase, done, total)))
+              on_progress=lambda phase, done, total, samples: events.append((phase, done, total)))
     assert ("warmup", 3, 3) in events and ("timed", 7, 7) == events[-1]
     assert events[0][0] == "warmup"
+
+
+def test_progress_hands_over_every_sample_exactly_once():
+    """The worker streams samples with progress so that a process that dies keeps them; none may be lost or
+    doubled, however the reports are throttled."""
+    device = FakeDevice(step_ms=lambda index: 70.0 + index)  # 70 ms steps: a report every third step or so
+    handed: list[float] = []
+    timing = time_step(device.step, device.synchronize, warmup=2, iters=25, clock=device.clock,
+                       on_progress=lambda phase, done, total, samples: handed.extend(samples))
+    assert handed == timing.samples_ms and len(handed) == 25
+
+
+def test_burn_in_end_is_announced_between_the_phases_with_the_first_step():
+    device = FakeDevice(step_ms=lambda index: 500.0 if index == 0 else 2.0)
+    seen = []
+    time_step(device.step, device.synchronize, warmup=3, iters=4, clock=device.clock,
+              on_burn_in_end=lambda first_ms: seen.append((first_ms, device.steps)))
+    assert seen == [(500.0, 3)]  # after the three burn-in steps, before any timed one
 
 
 @pytest.mark.parametrize(("warmup", "iters"), [(-1, 10), (0, 0)])

@@ -13,7 +13,8 @@ import pytest
 
 import zoo
 from bench.backend import Skip, load_backend
-from bench.record import MODES, Config, step_flops
+from bench.modes import MODES, step_flops
+from bench.record import Config
 
 CASES = [
     pytest.param(
@@ -46,7 +47,7 @@ def test_step(benchmark, request, model, framework, device, mode):
 
     benchmark.extra_info.update(
         {"model": model, "framework": framework, "device": device, "batch_size": batch, "mode": mode,
-         "flops_per_step": step_flops(zoo.get_spec(model).macs, batch, mode)}
+         "flops_per_step": step_flops(zoo.get_spec(model), batch, mode)}
     )
     benchmark.pedantic(synchronised_step, rounds=rounds, warmup_rounds=2, iterations=1)
     assert benchmark.stats.stats.rounds == rounds
