@@ -50,8 +50,10 @@ def _print_json(document: object) -> None:
 
 
 def _models(names: list[str] | None) -> list[str]:
+    """Names, wildcards or 'all', given as separate words or comma lists (``lenet,alexnet``)."""
+    patterns = [part.strip() for name in names or ["all"] for part in name.split(",") if part.strip()]
     try:
-        return zoo.resolve_models(names or ["all"])
+        return zoo.resolve_models(patterns or ["all"])
     except zoo.UnknownNameError as error:
         raise CliError(str(error), exit_code=2) from None
 
@@ -175,7 +177,8 @@ def _writable_folder(path: Path) -> Path:
 
 @app.command()
 def bench(
-    models: Annotated[list[str], typer.Argument(help="Models: names, shell wildcards (alexnet*) or 'all'.")],
+    models: Annotated[list[str] | None, typer.Argument(help="Models: names, comma lists, shell wildcards (alexnet*) "
+                                                       "or 'all'.", show_default=False)] = None,
     frameworks: Annotated[str, typer.Option(help="Comma list of torch, tf (pytorch, tensorflow).")] = "torch,tf",
     device: Annotated[str, typer.Option(help="Comma list of cpu, cuda, cuda:N.")] = "cpu",
     modes: Annotated[str, typer.Option(help="Comma list of forward, forward-backward, train.")] = (
@@ -194,67 +197,85 @@ def bench(
     threads: Annotated[int | None, typer.Option(help="CPU threads for both frameworks (default: every core).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before a configuration's worker is killed.")] = 900.0,
     peak: Annotated[bool, typer.Option(help="Measure the device's matmul peak (cached) to report MFU.")] = True,
-    repeats: Annotated[int, typer.Option(help="Fresh worker processes per configuration; samples are pooled and "
-                                         "each process's median kept (5 or more let compare test them).")] = 1,
+    repeats: Annotated[int, typer.Option(help="Fresh worker processes per configuration, spread over the run in "
+                                         "rounds; statistics then come from the per-process medians.")] = 1,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<UTC timestamp>).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the results already in --out.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder: configurations already ok "
+                                                "there are kept, the others run. Without MODEL, the run's own "
+                                                "planned configurations.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run file on stdout and nothing else.")] = False,
 ) -> None:
     """Time models across frameworks, devices, modes, batch sizes and precisions, each configuration in its own
-    worker process. Writes OUT/results.json after every configuration and OUT/report.md at the end.
+    worker process. Writes OUT/results.json after every worker process and OUT/report.md at the end.
 
     Exit code: 0 when something was measured and nothing failed, 1 when a configuration failed,
-    2 when nothing could be measured (every configuration skipped).
+    2 when nothing could be measured (every configuration skipped) or for bad input,
+    130 / 143 when stopped by Ctrl-C / SIGTERM (what was measured is saved).
     """
-    from bench.record import MODES, PRECISIONS
+    from bench.modes import MODES
+    from bench.record import PRECISIONS, RunFileError, read_run, results_path
 
-    if warmup < 0:
-        raise CliError(f"--warmup must be >= 0, received {warmup}", exit_code=2)
-    if iters < 1:
-        raise CliError(f"--iters must be >= 1, received {iters}", exit_code=2)
+    for name, value, low in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1)):
+        if value < low:
+            raise CliError(f"{name} must be >= {low}, received {value}", exit_code=2)
     if max_time < 0:
         raise CliError(f"--max-time must be >= 0 (0: no cap), received {max_time:g}", exit_code=2)
     if threads is not None and threads < 1:
         raise CliError(f"--threads must be >= 1, received {threads}", exit_code=2)
     if timeout <= 0:
         raise CliError(f"--timeout must be > 0 seconds, received {timeout:g}", exit_code=2)
-    if repeats < 1:
-        raise CliError(f"--repeats must be >= 1, received {repeats}", exit_code=2)
-    names = _models(models)
-    chosen_frameworks = _frameworks(frameworks)
-    devices = _devices(device)
-    chosen_modes = _choices(modes, "mode", list(MODES))
-    precisions = _choices(precision, "precision", PRECISIONS)
-    batch_sizes = _batch_sizes(batch_size)
-    _require_frameworks(chosen_frameworks)
+    if resume is not None and out is not None and out.resolve() != resume.resolve():
+        raise CliError("--resume continues the run in its own folder; leave out --out", exit_code=2)
+    if not models and resume is None:
+        raise CliError("give the models to time (names, comma lists, wildcards or 'all'), or --resume RUN_FOLDER",
+                       exit_code=2)
 
-    from bench.runner import expand, run_configs
-    from reports.live import LiveProgress
+    from bench.runner import expand
+
+    previous = None
+    if resume is not None:
+        try:
+            previous = read_run(resume)
+        except RunFileError as error:
+            raise CliError(f"cannot resume: {error}", exit_code=2) from None
+        out = results_path(resume).parent
+    if models:
+        chosen_frameworks = _frameworks(frameworks)
+        configs = expand(
+            _models(models), chosen_frameworks, _devices(device), _choices(modes, "mode", list(MODES)),
+            _batch_sizes(batch_size), _choices(precision, "precision", PRECISIONS), compile=compile_,
+            channels_last=channels_last, threads=threads, warmup=warmup, iters=iters, max_time_s=max_time or None,
+            repeats=repeats,
+        )
+    else:
+        configs = previous.planned or [result.config for result in previous.results]
+        chosen_frameworks = list(dict.fromkeys(config.framework for config in configs))
+    _require_frameworks(chosen_frameworks)
 
     if out is None:
         import datetime
 
         out = Path("runs") / datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    if previous is None and (out / "results.json").exists() and not force:
+        raise CliError(f"{out} already holds a run (results.json); --resume {out} continues it, --force replaces "
+                       "it, or choose another --out", exit_code=2)
     folder = _writable_folder(out)
-    configs = expand(
-        names, chosen_frameworks, devices, chosen_modes, batch_sizes, precisions, compile=compile_,
-        channels_last=channels_last, threads=threads, warmup=warmup, iters=iters, max_time_s=max_time or None,
-        repeats=repeats,
-    )
+    results_file = folder / "results.json"
+
+    from bench.runner import interrupt_on_sigterm, run_configs
+    from reports.live import LiveProgress
+
     screen = errors if as_json else console
-    results_path = folder / "results.json"
     try:
-        with LiveProgress(configs, screen) as progress:
-            run = run_configs(configs, results_path, timeout_s=timeout, observer=progress, threads=threads)
-    except KeyboardInterrupt:
-        raise CliError(f"interrupted; finished configurations are saved in {results_path}", exit_code=130) from None
-
-    if peak and any(result.status == "ok" for result in run.results):
-        from bench.peak import attach_peaks
-        from bench.record import write_run
-
-        screen.print("measuring the matmul peak for MFU (cached after the first run)...", highlight=False)
-        attach_peaks(run, tuple(chosen_frameworks), threads)
-        write_run(results_path, run)
+        with interrupt_on_sigterm(), LiveProgress(configs, screen) as progress:
+            run = run_configs(configs, results_file, timeout_s=timeout, observer=progress, threads=threads,
+                              measure_peaks=peak, resume=previous)
+    except KeyboardInterrupt as stop:
+        signal_number = getattr(stop, "signal_number", 2)
+        name = getattr(stop, "signal_name", "SIGINT")
+        raise CliError(f"stopped by {name}; what was measured is saved in {results_file} "
+                       f"(--resume {folder} continues the run)", exit_code=128 + signal_number) from None
 
     from reports.markdown import write_report
     from reports.table import render_run
@@ -262,12 +283,12 @@ def bench(
     try:
         report_path = write_report([run], folder / "report.md")
     except OSError as error:
-        raise CliError(f"results saved in {results_path}, but the report could not be written: {error}") from None
+        raise CliError(f"results saved in {results_file}, but the report could not be written: {error}") from None
     if as_json:
         _print_json(run.to_dict())
     else:
         render_run(run, console)
-        console.print(f"results: {results_path}\nreport:  {report_path}", markup=False, highlight=False)
+        console.print(f"results: {results_file}\nreport:  {report_path}", markup=False, highlight=False)
     statuses = [result.status for result in run.results]
     if "failed" in statuses:
         raise typer.Exit(1)
@@ -281,29 +302,30 @@ def bench(
 @app.command()
 def peak(
     device: Annotated[str, typer.Option(help="Comma list of cpu, cuda, cuda:N.")] = "cpu",
-    frameworks: Annotated[str, typer.Option(help="Comma list of torch, tf.")] = "torch,tf",
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: every core).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")] = False,
 ) -> None:
-    """Measure the device's dense matrix-multiply peak per precision with each framework; the best is the
-    denominator of MFU. Cached by device, threads and framework versions. On a GPU the published peak of
-    known models (H100, H200, A100, L4, RTX 4090) is shown beside it.
+    """Measure the device's dense matrix-multiply peak per precision with every installed framework over
+    several matrix sizes (fp32 with TF32 off); the best is the denominator of MFU. Cached by device model,
+    threads and framework versions. On a GPU the published peak of the exact product (H100/H200 SXM, PCIe,
+    NVL; A100; L4; L40S; RTX 4090) is shown beside it.
+
+    Exit code: 0; 1 when no peak could be measured; 2 for bad input.
     """
     if threads is not None and threads < 1:
         raise CliError(f"--threads must be >= 1, received {threads}", exit_code=2)
     devices = _devices(device)
-    chosen = _frameworks(frameworks)
-    _require_frameworks(chosen)
+    _require_frameworks(zoo.installed_frameworks() or list(zoo.FRAMEWORKS))
     from bench.peak import measure_peaks
 
-    measured = [measure_peaks(name, None, tuple(chosen), threads) for name in devices]
+    measured = [measure_peaks(name, None, threads) for name in devices]
     if as_json:
         _print_json({"peaks": measured})
-        return
-    from reports.table import peak_table
+    else:
+        from reports.table import peak_table
 
-    for entry in measured:
-        console.print(peak_table(entry))
+        for entry in measured:
+            console.print(peak_table(entry))
     if not any(entry["best_gflops_per_s"] for entry in measured):
         raise CliError("no peak could be measured on " + ", ".join(devices), exit_code=1)
 
@@ -347,14 +369,17 @@ def _os_reason(error: OSError) -> str:
 
 
 @app.command()
-def show(run: Annotated[str, typer.Argument(metavar="RUN", help=_RUN_HELP)]) -> None:
-    """Show a run: its environment, a table per model and mode, then what was skipped or failed.
+def show(
+    run: Annotated[str, typer.Argument(metavar="RUN", help=_RUN_HELP)],
+    env: Annotated[bool, typer.Option("--env", help="Show the full environment instead of its summary.")] = False,
+) -> None:
+    """Show a run: a table per model and mode, what was not measured in full, and its environment.
 
     Exit code: 0; 1 when the run file cannot be read.
     """
     from reports.table import render_run
 
-    render_run(_read_run(run), console)
+    render_run(_read_run(run), console, with_environment=env)
 
 
 @app.command()

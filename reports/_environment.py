@@ -69,3 +69,28 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     return str(value)
+
+
+def environment_summary(environment: Mapping[str, Any]) -> list[str]:
+    """Three lines for the end of a terminal run: the machine, the software, and where the numbers come from.
+
+    The full environment (every setting) is in report.md and ``show --env``.
+    """
+    machine = [f"cpu: {environment.get('cpu_model', '?')}, {environment.get('cpu_cores', '?')} cores, "
+               f"{_format.byte_size(environment.get('memory_bytes'))}, {environment.get('threads', '?')} threads"]
+    for device, details in (environment.get("devices") or {}).items():
+        if details.get("gpu_name"):
+            memory = _format.byte_size(details.get("gpu_memory_bytes"))
+            machine.append(f"{device}: {details['gpu_name']} (compute {details.get('gpu_capability', '?')}"
+                           f"{', ' + memory if memory else ''}), driver {details.get('driver') or '?'}")
+    software = [f"{name} {details.get('version', '?')}" for name, details in
+                (environment.get("frameworks") or {}).items() if isinstance(details, Mapping)]
+    software.append(f"Python {environment.get('python', '?')}")
+    commit = environment.get("git_commit")
+    origin = f"commit {commit[:12]}" if commit else "no git commit"
+    if environment.get("git_dirty"):
+        origin += " with uncommitted changes"
+    started, finished = environment.get("started_at"), environment.get("finished_at")
+    if started:
+        origin += f"; {started}" + (f" to {finished}" if finished else "")
+    return ["; ".join(machine), ", ".join(software), origin + " (full environment: show --env, report.md)"]

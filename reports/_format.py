@@ -52,29 +52,10 @@ def variant(compile_: bool, channels_last: bool) -> str:
     return ", ".join(name for name, on in (("compile", compile_), ("channels-last", channels_last)) if on)
 
 
-NOISY_MARK = "~"
-CAPPED_MARK = "capped"
-
-
-def measured_cells(result, time_vs_fastest: float) -> dict[str, str]:
-    """The formatted figures of one measured result, shared by the terminal table and the markdown report."""
-    derived = result.derived()
-    return {
-        "median": (NOISY_MARK if derived["noisy"] else "") + milliseconds(derived["median_ms"]),
-        "ci": confidence_interval(derived["ci95_ms"]),
-        "ms_per_image": milliseconds(derived["ms_per_image"]),
-        "images_per_s": rate(derived["images_per_s"]),
-        "gflops_per_s": rate(derived["gflops_per_s"]),
-        "mfu": percent(derived["mfu"]),
-        "peak_memory": byte_size(result.peak_memory_bytes),
-        "first_step": milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
-        "samples": _samples(derived, result.capped),
-        "vs_fastest": ratio(time_vs_fastest),
-    }
-
-
-def _samples(derived: dict, capped: bool) -> str:
-    text = str(derived["n"])
-    if derived["processes"] > 1:
-        text += f" in {derived['processes']} processes, spread {derived['process_spread']:.0%}"
-    return f"{text} ({CAPPED_MARK})" if capped else text
+def setting(value: object) -> str:
+    """A recorded setting as text: yes/no for booleans, "none" for an unset one."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bench.record import Result, Run
+from bench.record import Config, Result, Run
 from reports import _format
 
 
@@ -72,3 +72,21 @@ def series_name(entry: LabelledResult, with_run: bool) -> str:
     config = entry.result.config
     parts = [config.framework, config.device, config.precision, _format.variant(config.compile, config.channels_last)]
     return " ".join(part for part in ([entry.run] if with_run else []) + parts if part)
+
+
+def _fields(config: Config) -> dict[str, str]:
+    return {"model": config.model, "framework": config.framework, "device": config.device, "mode": config.mode,
+            "batch": f"b{config.batch_size}", "precision": config.precision,
+            "variant": _format.variant(config.compile, config.channels_last)}
+
+
+def short_labels(configs: Sequence[Config]) -> tuple[list[str], str]:
+    """A short label per configuration (only the fields that vary) and the fields they all share, as text."""
+    fields = [_fields(config) for config in configs]
+    if not fields:
+        return [], ""
+    varying = [name for name in fields[0] if len({f[name] for f in fields}) > 1]
+    shared = " ".join(fields[0][name] for name in fields[0] if name not in varying and fields[0][name])
+    names = [" ".join(f[name] for name in varying if f[name]) or config.model for f, config in zip(fields, configs,
+                                                                                                   strict=True)]
+    return names, shared

@@ -1,7 +1,25 @@
-"""Compare two runs configuration by configuration: a regression is a shift both significant and large enough."""
+"""Compare two results or two runs: a change is a shift both significant and larger than the machine's drift.
+
+A fixed threshold alone cries wolf: two runs of the same code differ by a few percent from scheduling, clocks
+and memory placement. A test alone is no better: with a hundred samples Mann-Whitney U finds a 0.5% shift
+nobody should act on, and samples of one process share its start-up luck, so a test on them mistakes two
+processes for a change. So a verdict needs all of:
+
+- a two-sided Mann-Whitney U p below ``SIGNIFICANCE``, on per-process medians when both sides ran several
+  processes (``--repeats``), else on the samples;
+- sample sizes that can reach that p with room to spare: with 5 process medians a side the smallest possible p
+  is 0.0079, so one unlucky arrangement of ten numbers is already "significant" (asv refuses such verdicts too);
+- a ratio of medians beyond the threshold, and beyond the spread between processes that each run shows itself
+  (the machine's drift while it ran): a shift smaller than the drift inside one run is no evidence of a change.
+
+Otherwise the verdict is ``same``, or ``inconclusive`` where the samples could not have shown a change at all.
+For decisions that matter, ``bench.interleave`` measures both sides alternately in one session, where drift
+falls on both alike.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from scipy.stats import mannwhitneyu
@@ -9,11 +27,12 @@ from scipy.stats import mannwhitneyu
 from bench.record import Config, Result, Run
 
 SIGNIFICANCE = 0.01
-# Worker processes per side from which the test uses per-process medians: with 5 against 5 the smallest
-# two-sided Mann-Whitney p-value is 0.008, below SIGNIFICANCE; with fewer no difference could ever count.
-MIN_PROCESSES = 5
+# A verdict needs sample sizes whose smallest possible p-value is at most SIGNIFICANCE / REACH_MARGIN.
+REACH_MARGIN = 4
+# From this many processes on both sides, the test compares process medians instead of samples.
+MIN_PROCESSES = 2
 DEFAULT_THRESHOLD = 0.05
-VERDICTS: tuple[str, ...] = ("slower", "faster", "same")
+VERDICTS: tuple[str, ...] = ("slower", "faster", "same", "inconclusive")
 
 
 class ComparisonError(ValueError):
@@ -25,16 +44,25 @@ class NothingInCommonError(ComparisonError):
 
 
 @dataclass(frozen=True)
-class ConfigComparison:
-    """One configuration measured in both runs."""
+class Difference:
+    """How ``new`` relates to ``base``: ratio of medians (new / base), the test, and the verdict with its reason."""
 
-    config: Config
     base_median_ms: float
     new_median_ms: float
     ratio: float
     p_value: float
+    basis: str  # what the test compared: "samples" or "process medians"
+    allowance: float  # the smallest relative shift that counts: threshold or the runs' own drift
     verdict: str
-    basis: str = "samples"  # what the test compared: every sample, or each worker process's median
+    why: str
+
+
+@dataclass(frozen=True)
+class ConfigComparison:
+    """One configuration measured in both runs."""
+
+    config: Config
+    difference: Difference
 
 
 @dataclass(frozen=True)
@@ -52,24 +80,71 @@ class Comparison:
     failed_in_new: list[Result] = field(default_factory=list)
 
     def with_verdict(self, verdict: str) -> list[ConfigComparison]:
-        return [pair for pair in self.compared if pair.verdict == verdict]
+        return [pair for pair in self.compared if pair.difference.verdict == verdict]
 
     @property
     def has_regression(self) -> bool:
         return bool(self.with_verdict("slower") or self.failed_in_new)
 
 
+def smallest_p(n_base: int, n_new: int) -> float:
+    """The smallest two-sided Mann-Whitney U p-value two samples of these sizes can give (complete separation)."""
+    return min(1.0, 2 / math.comb(n_base + n_new, n_base))
+
+
+def drift_allowance(result: Result) -> float:
+    """The relative spread of a result's process medians, (max - min) / median: how far the machine drifted
+    between processes of one configuration inside one run. 0 for a single process."""
+    medians = result.process_medians_ms
+    if len(medians) < 2:
+        return 0.0
+    return (max(medians) - min(medians)) / result.derived()["median_ms"]
+
+
+def difference(base: Result, new: Result, threshold: float = DEFAULT_THRESHOLD) -> Difference:
+    """Test whether ``new`` is slower or faster than ``base`` (two ok results of the same configuration)."""
+    base_median, new_median = base.derived()["median_ms"], new.derived()["median_ms"]
+    ratio = new_median / base_median
+    base_processes, new_processes = base.process_medians_ms, new.process_medians_ms
+    if min(len(base_processes), len(new_processes)) >= MIN_PROCESSES:
+        basis, base_values, new_values = "process medians", base_processes, new_processes
+    else:
+        basis, base_values, new_values = "samples", base.samples_ms, new.samples_ms
+    p_value = float(mannwhitneyu(new_values, base_values, alternative="two-sided").pvalue)
+    allowance = max(threshold, drift_allowance(base), drift_allowance(new))
+    reachable = smallest_p(len(base_values), len(new_values))
+    if reachable > SIGNIFICANCE / REACH_MARGIN:
+        verdict = "inconclusive"
+        why = (f"{len(base_values)} against {len(new_values)} {basis} cannot show a change: the smallest possible "
+               f"p is {reachable:.2g}; measure more processes (--repeats)")
+    else:
+        verdict = verdict_of(ratio, p_value, allowance)
+        why = _why(verdict, ratio, p_value, allowance, threshold)
+    return Difference(base_median, new_median, ratio, p_value, basis, allowance, verdict, why)
+
+
+def verdict_of(ratio: float, p_value: float, allowance: float) -> str:
+    """The verdict for a ratio of medians (new over base), its p-value and the smallest shift that counts."""
+    if not p_value < SIGNIFICANCE:
+        return "same"
+    if ratio > 1 + allowance:
+        return "slower"
+    if ratio < 1 / (1 + allowance):
+        return "faster"
+    return "same"
+
+
+def _why(verdict: str, ratio: float, p_value: float, allowance: float, threshold: float) -> str:
+    bound = f"{allowance:.1%} (the runs' own process spread)" if allowance > threshold else f"{allowance:.1%}"
+    if verdict != "same":
+        return f"p = {p_value:.2g} < {SIGNIFICANCE:g} and the shift is beyond {bound}"
+    if not p_value < SIGNIFICANCE:
+        return f"p = {p_value:.2g} is not below {SIGNIFICANCE:g}"
+    return f"the shift {abs(ratio - 1):.1%} is within {bound}"
+
+
 def compare_runs(base: Run, new: Run, threshold: float = DEFAULT_THRESHOLD) -> Comparison:
-    """Match the two runs' ok results by ``Config.key()`` and give each pair a verdict.
-
-    ``slower`` when p < ``SIGNIFICANCE`` and new/base median > 1 + threshold, ``faster`` when p <
-    ``SIGNIFICANCE`` and the ratio < 1 - threshold, else ``same``.
-
-    A fixed threshold alone cries wolf: two runs of the same code differ by a few percent from scheduling,
-    clocks and memory placement, and a noisy configuration's median moves by more than any sensible threshold.
-    A test alone is no better: with a hundred samples Mann-Whitney U finds a 0.5% shift nobody should act on.
-    So a verdict needs both: a two-sided Mann-Whitney U p-value below ``SIGNIFICANCE`` (the sample
-    distributions differ, not just two medians) and a ratio of medians beyond the threshold.
+    """Match the two runs' ok results by ``Config.key()`` and give each pair a verdict (``difference``).
 
     Raises ``NothingInCommonError`` when no configuration was measured in both runs, ``ComparisonError`` when
     a run holds one configuration twice, ``ValueError`` for a threshold outside [0, 1).
@@ -91,37 +166,12 @@ def compare_runs(base: Run, new: Run, threshold: float = DEFAULT_THRESHOLD) -> C
     ]
     return Comparison(
         threshold=threshold,
-        compared=[_compare(base_ok[key], new_ok[key], threshold) for key in common],
+        compared=[ConfigComparison(new_ok[key].config, difference(base_ok[key], new_ok[key], threshold))
+                  for key in common],
         only_in_base=[result.config for key, result in base_ok.items() if key not in new_ok],
         only_in_new=[result.config for key, result in new_ok.items() if key not in base_ok],
         failed_in_new=failed_in_new,
     )
-
-
-def verdict_of(ratio: float, p_value: float, threshold: float) -> str:
-    """The verdict for a ratio of medians (new over base) and the p-value of their samples' difference."""
-    if not p_value < SIGNIFICANCE:
-        return "same"
-    if ratio > 1 + threshold:
-        return "slower"
-    if ratio < 1 - threshold:
-        return "faster"
-    return "same"
-
-
-def _compare(base: Result, new: Result, threshold: float) -> ConfigComparison:
-    base_median = base.derived()["median_ms"]
-    new_median = new.derived()["median_ms"]
-    # Samples of one process share its start-up luck, so a test on them mistakes a difference between two
-    # processes for a change. Given enough processes on both sides, test their medians instead.
-    if min(len(base.process_medians_ms), len(new.process_medians_ms)) >= MIN_PROCESSES:
-        basis, base_values, new_values = "process medians", base.process_medians_ms, new.process_medians_ms
-    else:
-        basis, base_values, new_values = "samples", base.samples_ms, new.samples_ms
-    p_value = float(mannwhitneyu(new_values, base_values, alternative="two-sided").pvalue)
-    ratio = new_median / base_median
-    return ConfigComparison(new.config, base_median, new_median, ratio, p_value, verdict_of(ratio, p_value, threshold),
-                            basis)
 
 
 def _measured_by_key(run: Run) -> dict[tuple, Result]:

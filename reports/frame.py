@@ -31,7 +31,7 @@ def load(path_or_paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """Read run files (or run folders) into one row per configuration.
 
     Columns: the configuration's fields, ``status`` and ``reason``, every figure of ``Result.derived()`` (the
-    confidence interval split into ``ci95_low_ms`` and ``ci95_high_ms``), what was measured besides the
+    confidence interval split into ``median_ci_low_ms`` and ``median_ci_high_ms``), what was measured besides the
     samples, and ``samples_ms`` as a list per row. Given a list of paths, a leading ``run`` column holds the
     path of the run file each row came from. Raises ``bench.record.RunFileError`` for an unreadable file.
     """
@@ -55,19 +55,23 @@ def runs_frame(runs: Sequence[Run], with_run_column: bool = True) -> pd.DataFram
 
 def result_row(result: Result) -> dict[str, Any]:
     """One configuration as a flat dict, in the frame's column order."""
-    row: dict[str, Any] = {**asdict(result.config), "status": result.status, "reason": result.reason}
+    row: dict[str, Any] = {**asdict(result.config), "status": result.status, "reason": result.reason,
+                           "partial": result.partial}
     for name, value in result.derived().items():
-        if name == "ci95_ms":
-            row["ci95_low_ms"], row["ci95_high_ms"] = value if value is not None else (None, None)
+        if name == "median_ci_ms":
+            row["median_ci_low_ms"], row["median_ci_high_ms"] = value if value is not None else (None, None)
         else:
             row[name] = value
     row.update(
         first_step_ms=result.first_step_ms,
         peak_memory_bytes=result.peak_memory_bytes,
+        burn_in_peak_memory_bytes=result.burn_in_peak_memory_bytes,
         capped=result.capped,
         macs_per_image=result.macs_per_image,
         flops_per_step=result.flops_per_step,
         peak_gflops_per_s=result.peak_gflops_per_s,
+        settings=json.dumps(result.settings, sort_keys=True),
+        process_sample_counts=list(result.process_sample_counts),
         samples_ms=list(result.samples_ms),
     )
     return row

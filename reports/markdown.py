@@ -9,9 +9,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.record import MODES, Run
-from bench.stats import CONFIDENCE, NOISY_IQR_RATIO
-from reports import _format
+from bench.modes import MODES
+from bench.record import Run
+from bench.stats import NOISY_IQR_RATIO
+from reports import _format, _rows
 from reports._environment import merged_environment_rows
 from reports._files import ensure_folder
 from reports._groups import (
@@ -22,14 +23,13 @@ from reports._groups import (
     series_name,
     setting,
     sort_key,
-    time_vs_fastest,
 )
+from reports.compare import DEFAULT_THRESHOLD, SIGNIFICANCE, difference
 from reports.plots import plot_batch_scaling, plot_median_times
 
 TITLE = "CNN benchmark report"
-NOISY_MARK = _format.NOISY_MARK
 _TEXT_COLUMNS = {"run", "device", "precision", "framework", "variant", "mode", "series",
-                 "configuration", "status", "reason"}
+                 "configuration", "configurations", "status", "reason", "settings"}
 
 
 def write_report(runs: list[Run], out_path: str | Path) -> Path:
@@ -51,6 +51,7 @@ def write_report(runs: list[Run], out_path: str | Path) -> Path:
         _heading(runs),
         _environment_section(runs),
         _results_section(measured, with_run, median_charts, scaling_charts),
+        _settings_section(entries, with_run),
         _methodology_section(runs),
         _not_measured_section([entry for entry in entries if entry.result.status != "ok"], with_run),
     ]
@@ -79,12 +80,15 @@ def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_
                      scaling_charts: dict[str, Path]) -> str:
     if not measured:
         return "## Results\n\nNo configuration was measured."
+    results = [entry.result for entry in measured]
     parts = [
         "## Results",
-        f"Times are per batch; the median is the headline figure, with a distribution-free {CONFIDENCE:.0%} "
-        f"confidence interval of the median. {NOISY_MARK} marks a noisy result (interquartile range above "
-        f"{NOISY_IQR_RATIO:.0%} of the median). *Time vs fastest* divides each median by the fastest one at the "
-        "same device, precision and batch size" + (" in the same run." if with_run else "."),
+        f"Times are per batch; the median is the headline figure. CI: {_rows.ci_description(results)}. "
+        f"{_rows.NOISY_MARK} marks a noisy result (interquartile range above {NOISY_IQR_RATIO:.0%} of the median), "
+        f"{_rows.ABOVE_PEAK_MARK} an MFU above 100% (see Methodology). *vs fastest* divides each median by the "
+        "fastest one at the same device, precision and batch size" + (" in the same run." if with_run else ".")
+        + " Peak memory covers the timed steps; burn-in memory the burn-in, where autotuning and compilation take "
+        "their workspaces.",
     ]
     groups = by_model_and_mode(measured)
     for model in dict.fromkeys(model for model, _ in groups):
@@ -103,26 +107,15 @@ def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_
 
 def _mode_section(mode: str, group: Sequence[LabelledResult], with_run: bool) -> str:
     with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
-    headers = (["run"] if with_run else []) + ["device", "precision", "batch", "framework"]
-    headers += (["variant"] if with_variant else []) + [
-        "median (ms)", f"{CONFIDENCE:.0%} CI (ms)", "ms / image", "images / s", "GFLOP / s", "MFU (%)",
-        "peak memory", "first step (ms)", "samples", "time vs fastest",
-    ]
-    rows = []
-    for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
-        result, config = entry.result, entry.result.config
-        row = ([entry.run] if with_run else []) + [config.device, config.precision, str(config.batch_size),
-                                                   config.framework]
-        if with_variant:
-            row.append(_format.variant(config.compile, config.channels_last))
-        cells = _format.measured_cells(result, ratio)
-        row += [cells[key] for key in ("median", "ci", "ms_per_image", "images_per_s", "gflops_per_s", "mfu",
-                                       "peak_memory", "first_step", "samples", "vs_fastest")]
-        rows.append(row)
+    keys = ((["run"] if with_run else []) + ["device", "precision", "batch", "framework"]
+            + (["variant"] if with_variant else [])
+            + [column.key for column in _rows.COLUMNS if column.numeric and column.key != "batch"])
+    headers = [_rows.COLUMN_BY_KEY[key].header for key in keys]
+    table_rows = [[row.cells[key] for key in keys] for row in _rows.rows(group)]
     parts = [f"#### {mode}"]
     if mode in MODES:
-        parts.append(f"*{MODES[mode]}*")
-    parts.append(_table(headers, rows))
+        parts.append(f"*{MODES[mode].description}*")
+    parts.append(_table(headers, table_rows))
     speedups = _speedup_lines(group, with_run)
     if speedups:
         parts.append("\n".join(speedups))
@@ -130,7 +123,8 @@ def _mode_section(mode: str, group: Sequence[LabelledResult], with_run: bool) ->
 
 
 def _speedup_lines(group: Sequence[LabelledResult], with_run: bool) -> list[str]:
-    """A sentence per setting where several frameworks ran: how much faster the fastest is than each other."""
+    """A sentence per setting where several frameworks ran: the fastest against each other, by the test that
+    ``compare`` uses (``reports.compare.difference``), so a claim here is one ``compare`` would make."""
     by_setting: dict[tuple, list[LabelledResult]] = {}
     for entry in group:
         by_setting.setdefault(setting(entry), []).append(entry)
@@ -142,15 +136,15 @@ def _speedup_lines(group: Sequence[LabelledResult], with_run: bool) -> list[str]
         where = f"{run}, " if with_run else ""
         comparisons = []
         for other in others:
-            low, high = fastest.result.derived()["ci95_ms"]
-            other_low, _ = other.result.derived()["ci95_ms"]
-            # Overlapping intervals: the gap is within what the samples can resolve, so no winner is claimed.
-            if other_low <= high:
-                comparisons.append(f"{_name(fastest)} and {_name(other)} are indistinguishable "
-                                   f"({CONFIDENCE:.0%} CIs overlap)")
+            change = difference(other.result, fastest.result, DEFAULT_THRESHOLD)
+            test = f"Mann-Whitney p = {change.p_value:.2g} on {change.basis}"
+            if change.verdict == "faster":
+                comparisons.append(f"{_name(fastest)} is {_format.ratio(1 / change.ratio)} faster than "
+                                   f"{_name(other)} ({test})")
+            elif change.verdict == "inconclusive":
+                comparisons.append(f"{_name(fastest)} against {_name(other)}: no claim, {change.why}")
             else:
-                comparisons.append(f"{_name(fastest)} is {_format.ratio(other.median_ms / fastest.median_ms)} "
-                                   f"faster than {_name(other)}")
+                comparisons.append(f"{_name(fastest)} and {_name(other)} are not distinguishable ({change.why})")
         lines.append(f"- {where}{device}, {precision}, batch {batch_size}: " + "; ".join(comparisons) + ".")
     return lines
 
@@ -189,14 +183,16 @@ def _methodology_section(runs: Sequence[Run]) -> str:
         f"- {warmup} untimed burn-in steps, then {iters} timed steps"
         + (f", stopping early once {max_time_s:g} s of timed steps have run (such results are marked capped)"
            if max_time_s is not None else "")
-        + (f"; all of it in each of {repeats} fresh processes, samples pooled and each process's median kept"
-           if repeats > 1 else "")
+        + (f"; all of it in each of {repeats} fresh processes, spread over the run in rounds (every "
+           "configuration's first process, then every second one, ...), samples pooled and each process's count "
+           "kept" if repeats > 1 else "")
         + f" ({count} configuration{'s' if count != 1 else ''})"
         for (warmup, iters, max_time_s, repeats), count in protocols.items()
     ]
     descriptions = {mode: text for run in reversed(runs) for mode, text in run.modes.items()}
     modes = dict.fromkeys(result.config.mode for result in results)
-    mode_lines = [f"- **{mode}**: {descriptions.get(mode, MODES.get(mode, 'not described'))}" for mode in modes]
+    known = {name: mode.description for name, mode in MODES.items()}
+    mode_lines = [f"- **{mode}**: {descriptions.get(mode) or known.get(mode, 'not described')}" for mode in modes]
     conventions = list(dict.fromkeys(run.flop_convention for run in runs))
     thread_lines = []
     for label, run in zip(run_labels(runs), runs, strict=True):
@@ -215,28 +211,79 @@ def _methodology_section(runs: Sequence[Run]) -> str:
         "device's work and not only its launch. Inputs are already on the device and of fixed shape.",
         "What each mode's timed step contains:",
         "\n".join(mode_lines),
-        "Peak memory is the device's allocator peak on a GPU and the worker process's peak resident memory on "
-        "a CPU.",
+        "Peak memory is the device's allocator peak on a GPU and the worker process's peak resident memory (its "
+        "high-water mark, reset between the windows) on a CPU, over the timed steps; the burn-in's peak, where "
+        "cuDNN autotuning and compilers take their workspaces, is reported apart as *burn-in memory*.",
         f"FLOP convention: {'; '.join(conventions)}. MFU is the achieved FLOP/s over the device's peak for the "
-        "precision used (the best dense matrix-multiply rate measured with the installed frameworks); blank where "
-        "the peak is unknown. The FLOPs are those of direct convolution: a library that picks a Winograd or FFT "
-        "algorithm does fewer multiplications, so MFU above 100% means such an algorithm, not a miscount.",
-        f"Statistics come from every timed sample: median with a distribution-free {CONFIDENCE:.0%} confidence "
-        "interval from order statistics, and a result is noisy when its interquartile range exceeds "
-        f"{NOISY_IQR_RATIO:.0%} of its median.",
+        "precision used: the best dense matrix-multiply rate over every installed framework and several matrix "
+        "sizes, IEEE fp32 for fp32 (TF32 off), measured once per device model and cached; it does not depend on "
+        "the frameworks a run times. Blank where the peak is unknown. The FLOPs are those of direct convolution: "
+        f"a library that picks a Winograd or FFT algorithm does fewer multiplications, so an MFU above 100% "
+        f"(marked {_rows.ABOVE_PEAK_MARK}) means such an algorithm, not a miscount."
+        + _peak_lines(runs),
+        "Statistics come from every timed sample. With one process per configuration, the median and its "
+        "distribution-free confidence interval (order statistics) come from that process's samples; with several "
+        "(`--repeats`), from the medians of the processes, since processes differ by more than one process's "
+        "samples vary. The interval's level is its exact coverage (below 95% for fewer than 6 values). A result is "
+        f"noisy when its interquartile range exceeds {NOISY_IQR_RATIO:.0%} of its median. A claim that one "
+        f"framework is faster needs what `compare` needs: a Mann-Whitney U p below {SIGNIFICANCE:g} and a shift "
+        f"beyond {DEFAULT_THRESHOLD:.0%} and beyond the spread between processes.",
         "\n".join(thread_lines) if len(runs) == 1 else "Threads per worker:\n\n" + "\n".join(thread_lines),
     ]
     return "\n\n".join(parts)
 
 
+def _peak_lines(runs: Sequence[Run]) -> str:
+    lines = []
+    for run in runs:
+        for device, details in (run.environment.get("peak_details") or {}).items():
+            by = details.get("best_framework") or {}
+            rates = (run.environment.get("peaks", {}).get(device) or {}).items()
+            best = ", ".join(f"{precision} {_format.rate(rate)} GFLOP/s ({by.get(precision, '?')})"
+                             for precision, rate in rates if rate)
+            identity = details.get("identity") or {}
+            published = details.get("published_tflops")
+            text = f" Peak on {device} ({identity.get('model', '?')}): {best or 'not measured'}"
+            if published:
+                text += (f"; published {details.get('published_product')}: "
+                         + ", ".join(f"{p} {v:g} TFLOP/s" for p, v in published.items()))
+            lines.append(text + ".")
+    return "".join(lines)
+
+
+def _settings_section(entries: Sequence[LabelledResult], with_run: bool) -> str:
+    """The settings each framework ran with, as its workers recorded them, one row per distinct set."""
+    groups: dict[str, list[str]] = {}
+    for entry in entries:
+        settings = entry.result.settings
+        if not settings:
+            continue
+        config = entry.result.config
+        name = " ".join(part for part in ([entry.run] if with_run else []) + [
+            config.framework, config.device, config.precision, _format.variant(config.compile, config.channels_last)]
+            if part)
+        text = ", ".join(f"{key} {_format.setting(value)}" for key, value in settings.items())
+        groups.setdefault(text, [])
+        if name not in groups[text]:
+            groups[text].append(name)
+    if not groups:
+        return ""
+    rows = [["; ".join(names), text] for text, names in groups.items()]
+    return ("## Settings\n\nWhat each worker recorded as in effect for its configurations.\n\n"
+            + _table(["configurations", "settings"], rows))
+
+
 def _not_measured_section(entries: Sequence[LabelledResult], with_run: bool) -> str:
     if not entries:
         return ""
-    headers = (["run"] if with_run else []) + ["configuration", "status", "reason"]
+    headers = (["run"] if with_run else []) + ["configuration", "status", "samples kept", "reason"]
     rows = [([entry.run] if with_run else []) + [entry.result.config.label(), entry.result.status,
+                                                  str(len(entry.result.samples_ms)) if entry.result.samples_ms else "",
                                                   entry.result.reason or "no reason recorded"]
             for entry in entries]
-    return "## Skipped and failed configurations\n\n" + _table(headers, rows)
+    return ("## Skipped, failed and interrupted configurations\n\nSamples a failed or interrupted configuration "
+            "took before it ended are kept in the results file (`partial`), not summarised here.\n\n"
+            + _table(headers, rows))
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: Collection[str] = _TEXT_COLUMNS) -> str:

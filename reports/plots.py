@@ -42,7 +42,7 @@ def plot_median_times(runs: Sequence[Run], out_dir: str | Path, prefix: str) -> 
             _median_panel(axes, [entry for entry in model_entries if entry.result.config.batch_size == batch_size],
                           colours, with_run)
             axes.set_title(f"batch {batch_size}")
-        axes_row[0].set_ylabel("median time per batch (ms), 95% CI")
+        axes_row[0].set_ylabel("median time per batch (ms), with its CI")
         figure.suptitle(f"{model}: median step time")
         written[model] = _save(figure, Path(out_dir) / f"{prefix}-{_file_safe(model)}-median.png")
     return written
@@ -99,8 +99,8 @@ def _median_panel(axes: Axes, entries: Sequence[LabelledResult], colours: dict[s
                 if series_name(entry, with_run) == name}
         positions = [modes.index(mode) + (index - (len(series) - 1) / 2) * width for mode in bars]
         medians = [derived["median_ms"] for derived in bars.values()]
-        whiskers = [[derived["median_ms"] - derived["ci95_ms"][0] for derived in bars.values()],
-                    [derived["ci95_ms"][1] - derived["median_ms"] for derived in bars.values()]]
+        whiskers = [[derived["median_ms"] - derived["median_ci_ms"][0] for derived in bars.values()],
+                    [derived["median_ci_ms"][1] - derived["median_ms"] for derived in bars.values()]]
         axes.bar(positions, medians, width=width, yerr=whiskers, capsize=3, label=name, color=colours[name])
     axes.set_xticks(range(len(modes)), modes)
     medians = [entry.median_ms for entry in entries]

@@ -1,42 +1,40 @@
-"""Rich terminal tables of a run: its environment, one table per model and mode, then what was not measured."""
+"""Rich terminal tables of a run: results first, one table per model and mode, then what was not measured, then a
+short summary of the environment (the full one with ``show --env`` and in report.md).
+
+Tables fit the terminal: a narrow one (80 columns, a CI log) gives up secondary columns in the order declared in
+``reports._rows``, and says which; headers are never cut.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from bench.record import MODES, Result, Run
-from bench.stats import NOISY_IQR_RATIO
-from reports import _format
-from reports._environment import environment_rows
-from reports._groups import LabelledResult, by_model_and_mode, time_vs_fastest
+from bench.modes import MODES
+from bench.record import Result, Run
+from reports import _format, _rows
+from reports._environment import environment_rows, environment_summary
+from reports._groups import LabelledResult, by_model_and_mode, short_labels
 from reports.compare import SIGNIFICANCE, VERDICTS, Comparison
 
-NOISY_MARK, CAPPED_MARK = _format.NOISY_MARK, _format.CAPPED_MARK
-_TEXT_COLUMNS = ("framework", "device", "precision", "variant")
-# Below this console width the secondary columns are left out, so the rest stays readable.
-WIDE_CONSOLE = 150
-SECONDARY_COLUMNS = ("ms / image", "peak memory", "first step ms", "samples")
 
-
-def render_run(source: Run | Sequence[Result], console: Console) -> None:
-    """Print a run (environment first) or a list of results to ``console``."""
-    if isinstance(source, Run):
-        console.print(environment_table(source))
-        results = source.results
-    else:
-        results = list(source)
+def render_run(source: Run | Sequence[Result], console: Console, *, with_environment: bool = False) -> None:
+    """Print a run's results, what was not measured, and its environment (a summary, or in full with
+    ``with_environment``); a plain list of results prints without environment."""
+    run = source if isinstance(source, Run) else None
+    results = run.results if run is not None else list(source)
     measured = [LabelledResult("", result) for result in results if result.status == "ok"]
-    compact = console.width < WIDE_CONSOLE
+    dropped: list[str] = []
     for (model, mode), group in by_model_and_mode(measured).items():
-        console.print(results_table(model, mode, group, compact=compact))
-    legend = _legend([entry.result for entry in measured])
-    if measured and compact:
-        legend.append(f"narrow terminal: {', '.join(SECONDARY_COLUMNS)} left out; widen it to {WIDE_CONSOLE} "
-                      "columns, or see report.md / export")
+        table, left_out = fitted_results_table(model, mode, group, console.width)
+        console.print(table)
+        dropped = dropped or left_out
+    legend = _rows.legend([entry.result for entry in measured], dropped)
     if legend:
         console.print(Text("\n".join(legend), style="dim"))
     unmeasured = [result for result in results if result.status != "ok"]
@@ -44,6 +42,11 @@ def render_run(source: Run | Sequence[Result], console: Console) -> None:
         console.print(not_measured_table(unmeasured))
     if not results:
         console.print("The run holds no results.")
+    if run is not None:
+        if with_environment:
+            console.print(environment_table(run))
+        else:
+            console.print(Text("\n".join(environment_summary(run.environment)), style="dim"), soft_wrap=False)
 
 
 def environment_table(run: Run) -> Table:
@@ -55,79 +58,78 @@ def environment_table(run: Run) -> Table:
     return table
 
 
-def results_table(model: str, mode: str, group: Sequence[LabelledResult], *, compact: bool = False) -> Table:
+def results_table(model: str, mode: str, group: Sequence[LabelledResult], *, leave_out: Sequence[str] = ()) -> Table:
     """One model and mode: a row per configuration, each setting's frameworks on adjacent rows.
 
-    Device and precision go into the title when every row shares them; ``compact`` leaves out the secondary
-    columns for narrow terminals.
+    Device and precision go into the title when every row shares them; ``leave_out`` names columns to omit.
     """
-    with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
     shared = {name: {getattr(entry.result.config, name) for entry in group} for name in ("device", "precision")}
-    in_title = [next(iter(values)) for values in shared.values() if len(values) == 1]
-    title = " — ".join([model, mode, *([" ".join(in_title)] if in_title else [])])
-    table = Table(title=title, caption=MODES.get(mode), title_justify="left", caption_justify="left")
-    columns = ["framework", *(name for name, values in shared.items() if len(values) > 1), "batch"]
-    columns += (["variant"] if with_variant else [])
-    columns += ["median ms (95% CI)", "ms / image", "images/s", "GFLOP/s", "MFU %", "peak memory",
-                "first step ms", "samples", "vs fastest"]
-    hidden = set(SECONDARY_COLUMNS) if compact else set()
-    for column in columns:
-        if column not in hidden:
-            table.add_column(column, justify="left" if column in _TEXT_COLUMNS else "right", no_wrap=True)
-    for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
-        result, config = entry.result, entry.result.config
-        varying = [name for name, values in shared.items() if len(values) > 1]
-        row = [config.framework, *(getattr(config, name) for name in varying), str(config.batch_size)]
-        if with_variant:
-            row.append(_format.variant(config.compile, config.channels_last))
-        cells = _format.measured_cells(result, ratio)
-        row += [f"{cells['median']} ({cells['ci']})"] + [cells[key] for key in (
-            "ms_per_image", "images_per_s", "gflops_per_s", "mfu", "peak_memory", "first_step", "samples",
-            "vs_fastest")]
-        row = [value for column, value in zip(columns, row, strict=True) if column not in hidden]
-        table.add_row(*row, style="bold" if ratio == 1.0 else None)
+    in_title = [name for name, values in shared.items() if len(values) == 1]
+    title = " — ".join([model, mode, *([" ".join(next(iter(shared[name])) for name in in_title)] if in_title else [])])
+    mode_text = MODES[mode].description if mode in MODES else None
+    table = Table(title=title, caption=mode_text, title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    keys = [key for key in _rows.columns_for(group, in_title) if key not in leave_out]
+    for key in keys:
+        column = _rows.COLUMN_BY_KEY[key]
+        table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=True)
+    for row in _rows.rows(group):
+        table.add_row(*(row.cells[key] for key in keys), style="bold" if row.fastest else None)
     return table
+
+
+def fitted_results_table(model: str, mode: str, group: Sequence[LabelledResult], width: int
+                         ) -> tuple[Table, list[str]]:
+    """``results_table`` without the columns it must give up to fit ``width``; returns them too."""
+    present = set(_rows.columns_for(group))
+    left_out: list[str] = []
+    candidates = [key for key in _rows.DROP_ORDER if key in present]
+    while True:
+        table = results_table(model, mode, group, leave_out=left_out)
+        if not candidates or _width(table) <= width:
+            return table, left_out
+        left_out.append(candidates.pop(0))
+
+
+def _width(table: Table) -> int:
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, table).maximum
 
 
 def not_measured_table(results: Sequence[Result]) -> Table:
-    table = Table(title="Not measured", title_justify="left")
-    for column in ("configuration", "status", "reason"):
-        table.add_column(column, overflow="fold")
+    """Skipped, failed and interrupted configurations: status, the samples kept (partial ones), and why."""
+    table = Table(title="Not measured in full", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("configuration", "status", "samples", "reason"):
+        table.add_column(column, overflow="fold", justify="right" if column == "samples" else "left")
     for result in results:
-        style = "red" if result.status == "failed" else "yellow"
-        table.add_row(result.config.label(), Text(result.status, style=style), result.reason or "no reason recorded")
+        style = {"failed": "red", "interrupted": "magenta"}.get(result.status, "yellow")
+        kept = f"{len(result.samples_ms)} kept" if result.samples_ms else ""
+        table.add_row(result.config.label(), Text(result.status, style=style), kept,
+                      result.reason or "no reason recorded")
     return table
 
 
-def _legend(results: Sequence[Result]) -> list[str]:
-    lines = []
-    if results:
-        lines.append("vs fastest: median time over the fastest median at the same device, precision and batch size")
-    if any(result.derived()["noisy"] for result in results):
-        lines.append(f"{NOISY_MARK} noisy: interquartile range above {NOISY_IQR_RATIO:.0%} of the median")
-    if any(result.capped for result in results):
-        lines.append(f"{CAPPED_MARK}: stopped by the time limit (max_time_s) before every timed iteration ran")
-    return lines
-
-
-_VERDICT_STYLES = {"slower": "bold red", "faster": "green", "same": ""}
+_VERDICT_STYLES = {"slower": "bold red", "faster": "green", "same": "", "inconclusive": "yellow"}
 
 
 def render_comparison(comparison: Comparison, console: Console) -> None:
-    """Print each compared configuration with its verdict, then what only one run measured, then a tally."""
-    table = Table(title="new against base", title_justify="left")
-    table.add_column("configuration")
-    for column in ("base ms", "new ms", "new/base", "p-value"):
+    """Print each compared configuration with its verdict, why, then what only one run measured, and a tally."""
+    names, shared = short_labels([pair.config for pair in comparison.compared])
+    table = Table(title=f"new against base{': ' + shared if shared else ''}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("configuration", overflow="fold")
+    for column in ("base ms", "new ms", "new/base", "p"):
         table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("tested on", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    for pair in comparison.compared:
-        table.add_row(
-            pair.config.label(), _format.milliseconds(pair.base_median_ms), _format.milliseconds(pair.new_median_ms),
-            _format.ratio(pair.ratio), f"{pair.p_value:.2g}", pair.basis,
-            Text(pair.verdict, style=_VERDICT_STYLES[pair.verdict]),
-        )
+    for name, pair in zip(names, comparison.compared, strict=True):
+        change = pair.difference
+        table.add_row(name, _format.milliseconds(change.base_median_ms), _format.milliseconds(change.new_median_ms),
+                      _format.ratio(change.ratio), f"{change.p_value:.2g}",
+                      Text(change.verdict, style=_VERDICT_STYLES[change.verdict]))
     console.print(table)
+    for name, pair in zip(names, comparison.compared, strict=True):
+        change = pair.difference
+        console.print(Text(f"{name}: {change.verdict}, tested on {change.basis}: {change.why}", style="dim"))
     for title, configs in (("only in base", comparison.only_in_base), ("only in new", comparison.only_in_new)):
         if configs:
             console.print(f"{title}: " + "; ".join(config.label() for config in configs), highlight=False)
@@ -137,23 +139,31 @@ def render_comparison(comparison: Comparison, console: Console) -> None:
     tally = ", ".join(f"{len(comparison.with_verdict(verdict))} {verdict}" for verdict in VERDICTS)
     console.print(
         f"{tally}. A verdict needs a two-sided Mann-Whitney U p < {SIGNIFICANCE:g} and a median shift beyond "
-        f"{comparison.threshold:.1%}.",
+        f"{comparison.threshold:.1%} and beyond each run's own spread between processes.",
         highlight=False,
     )
 
 
 def peak_table(entry: dict) -> Table:
     """One device's matmul peak (``bench.peak.measure_peaks``): per precision each framework, the best, and
-    the published figure where the GPU is a known model."""
-    suffix = f" ({entry['gpu_name']})" if entry["gpu_name"] else f", {entry['threads']} threads"
-    table = Table(title=f"Matmul peak on {entry['device']}{suffix}", title_justify="left")
+    the published figure where the GPU is a known product."""
+    identity = entry["identity"]
+    if identity["kind"] == "cuda" and not identity.get("model"):
+        suffix = " (no GPU identified)"
+    elif identity["kind"] == "cuda":
+        suffix = f" ({identity['model']}, compute capability {identity['capability']})"
+    else:
+        suffix = f" ({identity['model']}, {entry['threads']} threads)"
+    table = Table(title=f"Matmul peak on {entry['device']}{suffix}", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, caption=f"square matrices of {', '.join(map(str, entry['matrix_sizes']))}; the "
+                  "best rate of each framework over the sizes; fp32 is IEEE fp32 (TF32 off)", caption_justify="left")
     table.add_column("precision")
     for framework in entry["by_framework"]:
-        table.add_column(f"{framework} GFLOP/s", justify="right")
+        table.add_column(f"{framework} GFLOP/s", justify="right", overflow="fold")
     table.add_column("best GFLOP/s", justify="right")
     published = entry["published_tflops"]
     if published:
-        table.add_column("published GFLOP/s", justify="right")
+        table.add_column(f"published {entry['published_product']} GFLOP/s", justify="right")
     precisions = dict.fromkeys([*entry["best_gflops_per_s"], *(p for r in entry["by_framework"].values() for p in r)])
     for precision in precisions:
         row = [precision]

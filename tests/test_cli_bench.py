@@ -1,18 +1,23 @@
 """The ``bench`` command end to end: a real small run, the GPU skip path, and one line for every bad input."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: int = 300, columns: int | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **({"COLUMNS": str(columns)} if columns else {})}
     return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=environment)
 
 
 @pytest.mark.torch
@@ -20,7 +25,7 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_small_run_json_matches_file(tmp_path):
     out = tmp_path / "run"
     completed = run_cli("bench", "lenet", "--frameworks", "torch,tf", "--modes", "forward,train", "--batch-size",
-                        "2", "--iters", "12", "--warmup", "2", "--out", str(out), "--json")
+                        "2", "--iters", "12", "--warmup", "2", "--out", str(out), "--json", "--no-peak")
     assert completed.returncode == 0, completed.stderr
     document = json.loads(completed.stdout)  # stdout holds the document and nothing else
     assert document == json.loads((out / "results.json").read_text())
@@ -31,8 +36,60 @@ def test_small_run_json_matches_file(tmp_path):
     environment = document["environment"]
     assert {"torch", "tf"} <= set(environment["frameworks"])
     assert environment["git_commit"] and environment["cpu_cores"] >= 1 and environment["python"]
+    # Settings that belong to a configuration are on its result, not merged into the run's environment.
+    assert "xla" not in json.dumps(environment) and "mixed_precision_policy" not in json.dumps(environment)
+    assert [r["settings"]["compile"] for r in results] == ["eager", "eager", "tf.function graph", "tf.function graph"]
+    assert all(r["settings"]["tf32"] is False for r in results if r["framework"] == "tf")
 
 
+@pytest.mark.torch
+def test_a_used_run_folder_is_refused_and_left_intact_then_resumed(tmp_path):
+    out = tmp_path / "run"
+    first = run_cli("bench", "lenet", "--frameworks", "torch", "--modes", "forward", "--batch-size", "2", "--iters",
+                    "10", "--warmup", "1", "--out", str(out), "--no-peak")
+    assert first.returncode == 0, first.stderr
+    before = (out / "results.json").read_text()
+    refused = run_cli("bench", "alexnet", "--frameworks", "torch", "--out", str(out))
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {out} already holds a run (results.json); --resume {out} continues it, --force replaces it, or "
+        "choose another --out"]
+    assert (out / "results.json").read_text() == before  # the old results are intact
+    # Resuming with more configurations keeps the ok one and runs only the new one.
+    resumed = run_cli("bench", "lenet", "--frameworks", "torch", "--modes", "forward,forward-backward",
+                      "--batch-size", "2", "--iters", "10", "--warmup", "1", "--resume", str(out), "--no-peak",
+                      "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    document = json.loads(resumed.stdout)
+    assert [r["mode"] for r in document["results"]] == ["forward", "forward-backward"]
+    assert document["results"][0]["samples_ms"] == json.loads(before)["results"][0]["samples_ms"]
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_sigterm_ends_the_worker_and_keeps_its_samples(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "cli.py", "bench", "alexnet", "--frameworks", "torch", "--modes", "forward", "--batch-size",
+         "1", "--warmup", "1", "--iters", "100000", "--max-time", "0", "--out", str(out), "--no-peak"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    workers: list[psutil.Process] = []
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.5)
+        workers = [child for child in psutil.Process(process.pid).children(recursive=True)
+                   if "bench.worker" in " ".join(child.cmdline())]
+    time.sleep(8)  # the worker imports torch, burns in and streams samples (every 0.2 s)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "--resume" in stderr
+    (result,) = json.loads((out / "results.json").read_text())["results"]
+    assert result["status"] == "interrupted" and result["partial"] and len(result["samples_ms"]) > 0
+    assert workers and not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
+
+
+@pytest.mark.no_gpu
 def test_cuda_without_gpu_skips_each_framework_in_one_line(tmp_path):
     completed = run_cli("bench", "lenet", "--device", "cuda", "--out", str(tmp_path / "run"))
     assert completed.returncode == 2
@@ -62,6 +119,9 @@ def test_cuda_without_gpu_skips_each_framework_in_one_line(tmp_path):
         (("lenet", "--iters", "many"), "--iters"),
         (("lenet", "--threads", "0"), "--threads must be >= 1"),
         (("lenet", "--repeats", "0"), "--repeats must be >= 1"),
+        ((), "give the models to time"),
+        (("lenet,alexnt",), "Did you mean 'alexnet'"),
+        (("--resume", "/nonexistent/run"), "cannot resume: no results file at /nonexistent/run"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, needle):

@@ -52,7 +52,7 @@ def test_an_unreadable_run_file_is_one_line_and_exit_1(capsys, broken_run_files,
 def test_show_prints_the_tables(capsys, mixed_run):
     code, out, err = run_cli(capsys, "show", str(mixed_run))
     assert code == 0 and err == ""
-    assert "alexnet — forward" in out and "Not measured" in out and "out of memory" in out
+    assert "alexnet — forward" in out and "Not measured in full" in out and "out of memory" in out
 
 
 def test_export_csv_to_stdout_is_only_the_csv(capsys, mixed_run):
@@ -132,7 +132,7 @@ def test_compare_reports_a_slower_configuration(capsys, base_and_slower):
     base, new = base_and_slower
     code, out, err = run_cli(capsys, "compare", str(base), str(new))
     assert code == 0
-    assert "slower" in out and "1 slower, 0 faster, 1 same" in out
+    assert "slower" in out and "1 slower, 0 faster, 1 same, 0 inconclusive" in out
 
 
 def test_compare_fails_on_regression_when_asked(capsys, base_and_slower):
@@ -144,7 +144,7 @@ def test_compare_fails_on_regression_when_asked(capsys, base_and_slower):
 def test_compare_of_a_run_with_itself_passes_even_when_asked_to_fail(capsys, base_and_slower):
     base, _ = base_and_slower
     code, out, err = run_cli(capsys, "compare", str(base), str(base), "--fail-on-regression", "--threshold", "0.05")
-    assert code == 0 and "0 slower, 0 faster, 2 same" in out
+    assert code == 0 and "0 slower, 0 faster, 2 same, 0 inconclusive" in out
 
 
 def test_a_threshold_above_the_shift_hides_it(capsys, base_and_slower):

@@ -5,12 +5,14 @@ from dataclasses import replace
 import pytest
 from synthetic import not_ok, ok, scaled
 
-from bench.record import Result, Run
+from bench.record import Config, Result, Run
 from reports.compare import (
     SIGNIFICANCE,
     ComparisonError,
     NothingInCommonError,
     compare_runs,
+    difference,
+    smallest_p,
     verdict_of,
 )
 
@@ -21,52 +23,58 @@ def run(*results) -> Run:
 
 def test_two_samples_of_the_same_distribution_are_the_same():
     (pair,) = compare_runs(run(ok(seed=1)), run(ok(seed=2))).compared
-    assert pair.verdict == "same"
-    assert pair.p_value > SIGNIFICANCE
-    assert pair.ratio == pytest.approx(1.0, abs=0.01)
+    assert pair.difference.verdict == "same"
+    assert pair.difference.p_value > SIGNIFICANCE
+    assert pair.difference.ratio == pytest.approx(1.0, abs=0.01)
 
 
 def test_twenty_percent_slower_is_slower():
     base = ok(seed=1)
     comparison = compare_runs(run(base), run(scaled(base, 1.2)))
     (pair,) = comparison.compared
-    assert pair.verdict == "slower"
-    assert pair.ratio == pytest.approx(1.2)
-    assert pair.new_median_ms == pytest.approx(1.2 * pair.base_median_ms)
-    assert pair.p_value < 1e-6
+    assert pair.difference.verdict == "slower"
+    assert pair.difference.ratio == pytest.approx(1.2)
+    assert pair.difference.new_median_ms == pytest.approx(1.2 * pair.difference.base_median_ms)
+    assert pair.difference.p_value < 1e-6
     assert comparison.has_regression
 
 
 def test_twenty_percent_faster_is_faster_and_no_regression():
     base = ok(seed=1)
     comparison = compare_runs(run(base), run(scaled(base, 0.8)))
-    assert [pair.verdict for pair in comparison.compared] == ["faster"]
+    assert [pair.difference.verdict for pair in comparison.compared] == ["faster"]
     assert not comparison.has_regression
 
 
 def test_a_significant_shift_below_the_threshold_is_the_same():
     base = ok(seed=1)
     (pair,) = compare_runs(run(base), run(scaled(base, 1.03)), threshold=0.05).compared
-    assert pair.p_value < SIGNIFICANCE  # the test alone would call it a regression
-    assert pair.verdict == "same"
+    assert pair.difference.p_value < SIGNIFICANCE  # the test alone would call it a regression
+    assert pair.difference.verdict == "same"
 
 
-def test_a_large_shift_that_is_not_significant_is_the_same():
-    # Three samples each: even a 2x shift cannot reach p < 0.01 with a rank test.
+def test_sample_sizes_that_cannot_show_a_change_give_no_verdict():
+    # Three samples each: even a 2x shift cannot reach p < 0.01 with a rank test (smallest p = 2 / C(6, 3) = 0.1).
     base = replace(ok(), samples_ms=(10.0, 11.0, 12.0))
     new = replace(ok(), samples_ms=(20.0, 22.0, 24.0))
     (pair,) = compare_runs(run(base), run(new)).compared
-    assert pair.ratio == pytest.approx(2.0)
-    assert pair.p_value >= SIGNIFICANCE and pair.verdict == "same"
+    assert pair.difference.ratio == pytest.approx(2.0)
+    assert pair.difference.verdict == "inconclusive" and "smallest possible p is 0.1" in pair.difference.why
+
+
+def test_smallest_p_by_hand():
+    assert smallest_p(3, 3) == pytest.approx(2 / 20)
+    assert smallest_p(5, 5) == pytest.approx(2 / 252)  # 0.0079: below 0.01, but with no room to spare
+    assert smallest_p(7, 7) == pytest.approx(2 / 3432)
 
 
 @pytest.mark.parametrize(
     ("ratio", "p_value", "verdict"),
     [(1.2, 0.001, "slower"), (0.8, 0.001, "faster"), (1.2, 0.02, "same"), (1.04, 0.001, "same"),
-     (0.96, 0.001, "same"), (1.06, 0.001, "slower"), (1.2, SIGNIFICANCE, "same")],
+     (0.96, 0.001, "same"), (1.06, 0.001, "slower"), (1.2, SIGNIFICANCE, "same"), (0.94, 0.001, "faster")],
 )
 def test_verdict_needs_both_significance_and_size(ratio, p_value, verdict):
-    assert verdict_of(ratio, p_value, threshold=0.05) == verdict
+    assert verdict_of(ratio, p_value, 0.05) == verdict
 
 
 def test_configurations_in_only_one_run_are_listed():
@@ -107,22 +115,36 @@ def test_threshold_must_be_a_fraction(threshold):
         compare_runs(run(ok()), run(ok()), threshold=threshold)
 
 
-def test_with_five_processes_a_rerun_that_lands_on_other_processes_is_same_but_a_shift_is_slower():
-    from bench.record import Config, Result, Run
-    from reports.compare import MIN_PROCESSES, compare_runs
+def _processes(process_medians, spread=0.2):
+    """A result of several processes, each's samples tight around its own median."""
+    samples = tuple(m + spread * (i % 5 - 2) / 10 for m in process_medians for i in range(40))
+    return Result(Config("alexnet", "torch", "cpu", "forward", 8, repeats=len(process_medians)), "ok",
+                  samples_ms=samples, process_sample_counts=(40,) * len(process_medians))
 
-    def result(process_medians, spread=0.2):
-        # Each process's samples are tight around its own median: within-process noise hides process luck.
-        samples = tuple(m + spread * (i % 5 - 2) / 10 for m in process_medians for i in range(40))
-        return Result(Config("alexnet", "torch", "cpu", "forward", 8, repeats=len(process_medians)), "ok",
-                      samples_ms=samples, process_medians_ms=tuple(process_medians))
 
-    base = Run(environment={}, results=[result([56.0, 57.0, 63.0, 56.5, 64.0])])
-    rerun = Run(environment={}, results=[result([63.5, 56.2, 57.5, 64.5, 56.8])])
-    slowed = Run(environment={}, results=[result([m * 1.3 for m in (56.0, 57.0, 63.0, 56.5, 64.0)])])
-    assert MIN_PROCESSES == 5
-    (same,) = compare_runs(base, rerun).compared
-    assert same.basis == "process medians" and same.verdict == "same"
-    (slower,) = compare_runs(base, slowed).compared
-    assert slower.basis == "process medians" and slower.verdict == "slower"
-    assert slower.p_value < 0.01
+def test_with_processes_a_rerun_on_other_processes_is_same_and_a_real_shift_is_slower():
+    medians = [56.0, 57.0, 63.0, 56.5, 64.0, 57.5, 58.0]
+    rerun = [63.5, 56.2, 57.5, 64.5, 56.8, 57.9, 58.2]
+    (same,) = compare_runs(run(_processes(medians)), run(_processes(rerun))).compared
+    assert same.difference.basis == "process medians" and same.difference.verdict == "same"
+    # Pooled, the samples of two runs' processes differ far beyond chance: the reason to test process medians.
+    assert difference(_processes(medians), _processes(rerun)).p_value > SIGNIFICANCE
+    (slower,) = compare_runs(run(_processes(medians)), run(_processes([m * 1.3 for m in medians]))).compared
+    assert slower.difference.verdict == "slower" and slower.difference.p_value < 0.001
+
+
+def test_five_processes_a_side_are_too_few_for_a_verdict():
+    """5 against 5 can only reach p = 0.0079: one arrangement of ten numbers, such as a drifting machine gives."""
+    medians = [56.0, 57.0, 58.0, 56.5, 57.5]
+    change = difference(_processes(medians), _processes([m * 1.3 for m in medians]))
+    assert change.verdict == "inconclusive" and "--repeats" in change.why
+
+
+def test_a_shift_within_the_runs_own_process_spread_is_not_a_change():
+    """Processes of one run spread over 12% here: a 9% shift between runs is no evidence of a change, even
+    though every new process is slower than every old one."""
+    base = [50.0, 51.0, 56.0, 52.0, 50.5, 55.0, 53.0]
+    change = difference(_processes(base), _processes([m * 1.09 for m in base]))
+    assert change.p_value < SIGNIFICANCE
+    assert change.allowance == pytest.approx((56.0 - 50.0) / 52.0)
+    assert change.verdict == "same" and "process spread" in change.why

@@ -17,8 +17,9 @@ def test_one_row_per_configuration_with_config_status_and_derived_columns(mixed_
     assert "run" not in frame.columns
     for column in ("model", "framework", "device", "mode", "batch_size", "precision", "compile", "channels_last",
                    "threads", "warmup", "iters", "max_time_s", "status", "reason", "n", "median_ms", "iqr_ms",
-                   "ci95_low_ms", "ci95_high_ms", "noisy", "images_per_s", "ms_per_image", "gflops_per_s", "mfu",
-                   "peak_memory_bytes", "capped", "samples_ms"):
+                   "median_ci_low_ms", "median_ci_high_ms", "median_ci_level", "median_ci_basis", "noisy",
+                   "images_per_s", "ms_per_image", "gflops_per_s", "mfu", "peak_memory_bytes",
+                   "burn_in_peak_memory_bytes", "capped", "partial", "settings", "samples_ms"):
         assert column in frame.columns, column
     assert list(frame["status"]) == ["ok", "ok", "ok", "ok", "skipped", "failed"]
 
@@ -29,7 +30,7 @@ def test_figures_come_from_the_record_and_samples_stay_a_list(mixed_run):
     assert isinstance(first["samples_ms"], list) and len(first["samples_ms"]) == 60
     assert first["median_ms"] == pytest.approx(pd.Series(first["samples_ms"]).median())
     assert first["images_per_s"] == pytest.approx(8 / (first["median_ms"] / 1e3))
-    assert first["ci95_low_ms"] <= first["median_ms"] <= first["ci95_high_ms"]
+    assert first["median_ci_low_ms"] <= first["median_ms"] <= first["median_ci_high_ms"]
     failed = frame[frame["status"] == "failed"].iloc[0]
     assert failed["samples_ms"] == [] and failed["n"] == 0 and "out of memory" in failed["reason"]
 
@@ -92,6 +93,6 @@ def test_an_unknown_format_is_refused(mixed_run, tmp_path):
 
 def test_result_row_splits_the_confidence_interval():
     row = result_row(ok())
-    assert "ci95_ms" not in row
-    assert row["ci95_low_ms"] <= row["median_ms"] <= row["ci95_high_ms"]
-    assert row["ci95_low_ms"] < row["ci95_high_ms"]
+    assert "median_ci_ms" not in row
+    assert row["median_ci_low_ms"] <= row["median_ms"] <= row["median_ci_high_ms"]
+    assert row["median_ci_low_ms"] < row["median_ci_high_ms"]

@@ -23,5 +23,21 @@ def test_progress_lists_waiting_configurations_and_ends_with_each_outcome():
         progress.on_start(1, configs[1])
         progress.on_result(1, Result(configs[1], "skipped", reason="tf: no GPU visible"))
     text = console.export_text()
-    assert "lenet torch cpu forward b8 fp32" in text and "median 2.000 ms n=3" in text
-    assert "skipped: tf: no GPU visible" in text
+    assert "2 configurations, all lenet forward b8 fp32" in text  # what they share, said once
+    assert "torch cpu" in text and "2.000 ms" in text
+    assert "tf cuda" in text and "skipped" in text
+
+
+def test_progress_stays_readable_at_80_columns():
+    configs = [Config(model, framework, "cpu", mode, 32) for model in ("lenet", "alexnet", "alexnet-2012")
+               for framework in ("torch", "tf") for mode in ("forward", "forward-backward")]
+    console = Console(record=True, width=80, force_terminal=False)
+    with LiveProgress(configs, console) as progress:
+        for index, config in enumerate(configs):
+            progress.on_start(index, config)
+            progress.on_progress(index, "timed", 37, 100)
+            progress.on_result(index, Result(config, "ok", samples_ms=(188.8,)))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert not any("…" in line for line in lines)
+    assert any(line.startswith("alexnet-2012 tf forward-backward") and "188.8 ms" in line for line in lines)

@@ -20,18 +20,20 @@ def test_report_has_every_section(mixed_run, tmp_path):
     assert text.startswith("# CNN benchmark report\n")
     assert re.search(r"Generated \d{4}-\d{2}-\d{2}", text)
     for heading in ("## Environment", "## Results", "### alexnet", "#### forward",
-                    "#### Batch-size scaling of alexnet", "## Methodology", "## Skipped and failed configurations"):
+                    "#### Batch-size scaling of alexnet", "## Methodology",
+                    "## Skipped, failed and interrupted configurations"):
         assert f"\n{heading}\n" in text, heading
     assert "lab_notes" in text and "an unknown key the harness added later" in text
 
 
 def test_frameworks_side_by_side_with_speedup_and_units(mixed_run, tmp_path):
     text = write_report([read_run(mixed_run)], tmp_path / "report.md").read_text()
-    for header in ("median (ms)", "95% CI (ms)", "ms / image", "images / s", "GFLOP / s", "MFU (%)", "peak memory"):
+    for header in ("median ms", "CI ms", "ms/image", "images/s", "GFLOP/s", "MFU %", "peak memory", "burn-in memory"):
         assert header in text
-    assert "batch 8: **torch** is 1.50x faster than **tf**" in text
-    # The noisy tf result at batch 32 has a wide interval, but torch's is far below it.
+    assert "batch 8: **torch** is 1.50x faster than **tf** (Mann-Whitney p = " in text
+    # The noisy tf result at batch 32 is spread wide, but torch's samples all lie far below it.
     assert "batch 32: **torch** is 1.53x faster than **tf**" in text
+    assert "CI: 97% CI of the median from one process's samples" in text  # 60 samples: ranks 22 and 39
     assert "~45.91" in text
     assert "60 (capped)" in text
 
@@ -44,13 +46,14 @@ def test_methodology_comes_from_the_configurations_and_modes(mixed_run, tmp_path
     assert "**forward**: eval mode" in methodology
     assert "fresh worker process" in methodology
     assert "synchronisation" in methodology
-    assert "2 FLOPs per multiply-accumulate" in methodology
+    assert "2 FLOPs per multiply-accumulate" in methodology and "every layer but the first" in methodology
+    assert "does not depend on the frameworks a run times" in methodology
     assert "Threads per worker: 2." in methodology
 
 
 def test_failures_listed_with_reasons_and_pipes_escaped(mixed_run, tmp_path):
     text = write_report([read_run(mixed_run)], tmp_path / "report.md").read_text()
-    failures = text.split("## Skipped and failed configurations", 1)[1]
+    failures = text.split("## Skipped, failed and interrupted configurations", 1)[1]
     assert "no CUDA device on this machine" in failures
     assert r"out of memory \| allocator gave up" in failures
 
@@ -85,3 +88,21 @@ def test_two_run_files_merge_into_one_report(write_synthetic_run, tmp_path):
     assert "cpu-box, cpu, fp32, batch 8: **torch** is 1.20x faster than **tf**" in text
     assert "gpu-box, cpu, fp32, batch 8" not in text
     assert (tmp_path / "both-alexnet-median.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_speedup_claim_follows_the_compare_test(write_synthetic_run, tmp_path):
+    """2.9% apart with tight samples is significant, but within the 5% that compare needs: no winner is named."""
+    folder = write_synthetic_run("close", [ok(median_ms=10.0, spread=0.001),
+                                           ok(framework="tf", median_ms=10.3, seed=1, spread=0.001)])
+    text = write_report([read_run(folder)], tmp_path / "report.md").read_text()
+    assert "**torch** and **tf** are not distinguishable (the shift 2.9% is within 5.0%)" in text
+    assert "faster than" not in text
+
+
+def test_settings_recorded_per_configuration_are_listed(write_synthetic_run, tmp_path):
+    folder = write_synthetic_run("settings", [ok(settings={"tf32": False, "compile": "eager"}),
+                                              ok(framework="tf", seed=1, settings={"xla": True})])
+    text = write_report([read_run(folder)], tmp_path / "report.md").read_text()
+    settings = text.split("## Settings", 1)[1].split("## Methodology", 1)[0]
+    assert "| torch cpu fp32" in settings and "tf32 no, compile eager" in settings
+    assert "| tf cpu fp32" in settings and "xla yes" in settings

@@ -1,0 +1,146 @@
+"""The rows of a results table, built once: the terminal table and the markdown report render the same cells.
+
+A row is one measured configuration; its columns are declared once here with the order in which a narrow
+terminal gives them up, so what a reader loses first is stated, not accidental.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reports import _format
+from reports._groups import LabelledResult, time_vs_fastest
+
+NOISY_MARK = "~"
+CAPPED_MARK = "capped"
+ABOVE_PEAK_MARK = "!"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the results tables. ``drop_order``: a narrow terminal leaves columns out in this order
+    (1 first) until the table fits; None: never left out."""
+
+    key: str
+    header: str
+    numeric: bool
+    drop_order: int | None = None
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("run", "run", False),
+    Column("device", "device", False),
+    Column("precision", "precision", False),
+    Column("batch", "batch", True),
+    Column("framework", "framework", False),
+    Column("variant", "variant", False),
+    Column("median", "median ms", True),
+    Column("ci", "CI ms", True, drop_order=7),
+    Column("ms_per_image", "ms/image", True, drop_order=5),
+    Column("images_per_s", "images/s", True, drop_order=8),
+    Column("gflops_per_s", "GFLOP/s", True, drop_order=6),
+    Column("mfu", "MFU %", True, drop_order=9),
+    Column("peak_memory", "peak memory", True, drop_order=3),
+    Column("burn_in_memory", "burn-in memory", True, drop_order=1),
+    Column("first_step", "first step ms", True, drop_order=2),
+    Column("samples", "samples", True, drop_order=4),
+    Column("vs_fastest", "vs fastest", True),
+)
+COLUMN_BY_KEY = {column.key: column for column in COLUMNS}
+DROP_ORDER: tuple[str, ...] = tuple(column.key for column in sorted(
+    (column for column in COLUMNS if column.drop_order is not None), key=lambda column: column.drop_order))
+
+
+@dataclass(frozen=True)
+class Row:
+    cells: dict[str, str]
+    fastest: bool
+
+
+def columns_for(group: Sequence[LabelledResult], shown_in_title: Sequence[str] = (), with_run: bool = False
+                ) -> list[str]:
+    """The column keys a group needs: settings that vary (others go in the title), then the figures."""
+    varying = [name for name in ("device", "precision")
+               if name not in shown_in_title and len({getattr(e.result.config, name) for e in group}) > 1]
+    with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
+    return ((["run"] if with_run else []) + varying + ["framework", "batch"] + (["variant"] if with_variant else [])
+            + [column.key for column in COLUMNS if column.numeric and column.key != "batch"])
+
+
+def rows(group: Sequence[LabelledResult]) -> list[Row]:
+    """Every cell of every row of a model-and-mode group, formatted once."""
+    built = []
+    for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
+        result, config = entry.result, entry.result.config
+        derived = result.derived()
+        mfu = derived["mfu"]
+        cells = {
+            "run": entry.run,
+            "device": config.device,
+            "precision": config.precision,
+            "batch": str(config.batch_size),
+            "framework": config.framework,
+            "variant": _format.variant(config.compile, config.channels_last),
+            "median": (NOISY_MARK if derived["noisy"] else "") + _format.milliseconds(derived["median_ms"]),
+            "ci": _format.confidence_interval(derived["median_ci_ms"]),
+            "ms_per_image": _format.milliseconds(derived["ms_per_image"]),
+            "images_per_s": _format.rate(derived["images_per_s"]),
+            "gflops_per_s": _format.rate(derived["gflops_per_s"]),
+            "mfu": _format.percent(mfu) + (ABOVE_PEAK_MARK if mfu is not None and mfu > 1 else ""),
+            "peak_memory": _format.byte_size(result.peak_memory_bytes),
+            "burn_in_memory": _format.byte_size(result.burn_in_peak_memory_bytes),
+            "first_step": _format.milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
+            "samples": _samples(derived, result.capped),
+            "vs_fastest": _format.ratio(ratio),
+        }
+        built.append(Row(cells, fastest=ratio == 1.0))
+    return built
+
+
+def ci_description(results: Sequence) -> str:
+    """What the CI column holds, e.g. "96-98% CI of the median from one process's samples" or, with repeats,
+    "94% CI of the median from the medians of 5 worker processes". The level is the interval's exact coverage."""
+    by_basis: dict[tuple[str, int], list[float]] = {}
+    for derived in (result.derived() for result in results):
+        if derived["median_ci_basis"]:
+            key = (derived["median_ci_basis"], derived["processes"] if derived["processes"] > 1 else 1)
+            by_basis.setdefault(key, []).append(derived["median_ci_level"])
+    parts = []
+    for (basis, processes), levels in sorted(by_basis.items()):
+        low, high = min(levels), max(levels)
+        level = f"{low:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%}-{high:.0%}"
+        source = (f"the medians of {processes} worker processes" if basis == "process medians"
+                  else "one process's samples")
+        parts.append(f"{level} CI of the median from {source}")
+    return "; ".join(parts)
+
+
+def legend(results: Sequence, dropped: Sequence[str] = ()) -> list[str]:
+    """The lines that explain the marks and columns of a results table."""
+    lines = []
+    if results:
+        lines.append(f"CI: {ci_description(results)}. vs fastest: median time over the fastest median at the same "
+                     "device, precision and batch size")
+    derived = [result.derived() for result in results]
+    if any(d["noisy"] for d in derived):
+        from bench.stats import NOISY_IQR_RATIO
+
+        lines.append(f"{NOISY_MARK} noisy: interquartile range above {NOISY_IQR_RATIO:.0%} of the median")
+    if any(result.capped for result in results):
+        lines.append(f"{CAPPED_MARK}: stopped by the time limit (max_time_s) before every timed iteration ran")
+    if any(d["mfu"] is not None and d["mfu"] > 1 for d in derived):
+        lines.append(f"{ABOVE_PEAK_MARK} MFU above 100%: more direct-convolution FLOPs per second than the device's "
+                     "best matrix multiply; the library ran a Winograd or FFT convolution, which does fewer "
+                     "multiplications than counted")
+    if dropped:
+        lines.append(f"narrow terminal: left out {', '.join(COLUMN_BY_KEY[key].header for key in dropped)} (in "
+                     "that order as width runs out); widen the terminal or see report.md")
+    return lines
+
+
+def _samples(derived: dict, capped: bool) -> str:
+    text = str(derived["n"])
+    if derived["processes"] and derived["processes"] > 1:
+        text += f" in {derived['processes']} processes, spread {derived['process_spread']:.0%}"
+    return f"{text} ({CAPPED_MARK})" if capped else text
