@@ -1,8 +1,15 @@
-"""Shared test setup: quiet TensorFlow, and load the frameworks in an order that lets them share a process."""
+"""Shared test setup: quiet TensorFlow, caches in a temporary folder, frameworks loaded in an order that lets them
+share a process, and tests of a framework that is not installed skipped (a GPU machine may have torch alone)."""
 
+import importlib.util
 import os
+import tempfile
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests that run bench or peak (and their subprocesses, which inherit this) never write the user's cache.
+os.environ["CONVBENCH_CACHE"] = tempfile.mkdtemp(prefix="convbench-test-cache-")
 
 # torch's FLOP counter imports triton, which crashes when it loads after TensorFlow; load it first.
 try:
@@ -10,9 +17,33 @@ try:
 except ImportError:
     pass
 
+_PACKAGES = {"torch": "torch", "tf": "tensorflow"}
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("convbench")
     group.addoption("--step-rounds", type=int, default=3,
                     help="timed rounds per step in tests/benchmarks (3 keeps CI quick; use 30+ for a baseline)")
     group.addoption("--step-batch", type=int, default=2, help="batch size of the steps in tests/benchmarks")
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = {marker: package for marker, package in _PACKAGES.items() if importlib.util.find_spec(package) is None}
+    gpu = _cuda_available()
+    for item in items:
+        for marker, package in missing.items():
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=f"{package} is not installed"))
+        if "no_gpu" in item.keywords and gpu:
+            item.add_marker(pytest.mark.skip(reason="checks the path without a GPU, and one is visible here"))
+        if "gpu" in item.keywords and not gpu:
+            item.add_marker(pytest.mark.skip(reason="no CUDA GPU visible"))
+
+
+def _cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU (False without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
