@@ -1,4 +1,4 @@
-"""Command line: ``python cli.py list | verify | bench | show | report | export | compare | peak``.
+"""Command line: ``python cli.py list | verify | bench | peak | show | report | export | compare | interleave``.
 
 A thin layer over ``zoo``, ``bench`` and ``reports``: it parses, validates and prints. Every error is one line
 on stderr and an exit code (2 for bad usage, 1 for a failure); ``--debug`` shows the traceback instead.
@@ -23,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # paragraphs of docstrings and help reflow to the terminal
     help="Classic CNNs in PyTorch and TensorFlow, proven equivalent and timed honestly.",
 )
 console = Console()
@@ -175,30 +176,91 @@ def _writable_folder(path: Path) -> Path:
     return path
 
 
+# Options shared by the commands that measure (bench, interleave), declared once.
+ModelsArgument = Annotated[list[str] | None, typer.Argument(
+    help="Models: names, comma lists, shell wildcards (alexnet*) or 'all'.", show_default=False)]
+FrameworksOption = Annotated[str, typer.Option(help="Comma list of torch, tf (pytorch, tensorflow).")]
+DeviceOption = Annotated[str, typer.Option(help="Comma list of cpu, cuda, cuda:N.")]
+ModesOption = Annotated[str, typer.Option(help="Comma list of forward, forward-backward, train.")]
+BatchOption = Annotated[str, typer.Option("--batch-size", help="Images per step; comma list for a sweep.")]
+WarmupOption = Annotated[int, typer.Option(help="Untimed burn-in iterations (>= 0).")]
+ItersOption = Annotated[int, typer.Option(help="Timed iterations (>= 1).")]
+MaxTimeOption = Annotated[float, typer.Option(
+    "--max-time", help="Seconds of timed loop per configuration; stops early but never below 10 samples. 0: no cap.")]
+PrecisionOption = Annotated[str, typer.Option(help="Comma list of fp32, bf16, fp16.")]
+CompileOption = Annotated[bool, typer.Option("--compile", help="torch.compile / XLA jit_compile.")]
+ChannelsLastOption = Annotated[bool, typer.Option("--channels-last", help="torch channels_last layout.")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads for both frameworks (default: every core).")]
+TimeoutOption = Annotated[float, typer.Option(help="Seconds before a configuration's worker is killed.")]
+PeakOption = Annotated[bool, typer.Option(help="Measure the device's matmul peak (cached) to report MFU.")]
+RepeatsOption = Annotated[int, typer.Option(help="Fresh worker processes per configuration, spread over the run in "
+                                            "rounds; statistics then come from the per-process medians.")]
+ThresholdOption = Annotated[str, typer.Option(help="Smallest change of a median that counts: 5% or 0.05.")]
+FailOnRegressionOption = Annotated[bool, typer.Option(
+    "--fail-on-regression", help="Exit 1 when a configuration is slower or now fails.")]
+
+
+def _check_protocol(warmup: int, iters: int, repeats: int, max_time: float, threads: int | None,
+                    timeout: float) -> None:
+    for name, value, low in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1)):
+        if value < low:
+            raise CliError(f"{name} must be >= {low}, received {value}", exit_code=2)
+    if max_time < 0:
+        raise CliError(f"--max-time must be >= 0 (0: no cap), received {max_time:g}", exit_code=2)
+    if threads is not None and threads < 1:
+        raise CliError(f"--threads must be >= 1, received {threads}", exit_code=2)
+    if timeout <= 0:
+        raise CliError(f"--timeout must be > 0 seconds, received {timeout:g}", exit_code=2)
+
+
+def _configs(models: list[str], frameworks: str, device: str, modes: str, batch_size: str, precision: str,
+             compile_: bool, channels_last: bool, threads: int | None, warmup: int, iters: int, max_time: float,
+             repeats: int):
+    """Every configuration the options name (their cross product), each option checked first."""
+    from bench.modes import MODES
+    from bench.record import PRECISIONS
+    from bench.runner import expand
+
+    chosen_frameworks = _frameworks(frameworks)
+    configs = expand(
+        _models(models), chosen_frameworks, _devices(device), _choices(modes, "mode", list(MODES)),
+        _batch_sizes(batch_size), _choices(precision, "precision", PRECISIONS), compile=compile_,
+        channels_last=channels_last, threads=threads, warmup=warmup, iters=iters, max_time_s=max_time or None,
+        repeats=repeats,
+    )
+    _require_frameworks(chosen_frameworks)
+    return configs
+
+
+def _default_out() -> Path:
+    import datetime
+
+    return Path("runs") / datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def _stopped(stop: KeyboardInterrupt, results_file: Path, resume_hint: str) -> CliError:
+    signal_number = getattr(stop, "signal_number", 2)
+    return CliError(f"stopped by {getattr(stop, 'signal_name', 'SIGINT')}; what was measured is saved in "
+                    f"{results_file}{resume_hint}", exit_code=128 + signal_number)
+
+
 @app.command()
 def bench(
-    models: Annotated[list[str] | None, typer.Argument(help="Models: names, comma lists, shell wildcards (alexnet*) "
-                                                       "or 'all'.", show_default=False)] = None,
-    frameworks: Annotated[str, typer.Option(help="Comma list of torch, tf (pytorch, tensorflow).")] = "torch,tf",
-    device: Annotated[str, typer.Option(help="Comma list of cpu, cuda, cuda:N.")] = "cpu",
-    modes: Annotated[str, typer.Option(help="Comma list of forward, forward-backward, train.")] = (
-        "forward,forward-backward"
-    ),
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Images per step; comma list for a sweep.")] = "32",
-    warmup: Annotated[int, typer.Option(help="Untimed burn-in iterations (>= 0).")] = 10,
-    iters: Annotated[int, typer.Option(help="Timed iterations (>= 1).")] = 100,
-    max_time: Annotated[
-        float, typer.Option("--max-time", help="Seconds of timed loop per configuration; stops early but never "
-                            "below 10 samples. 0: no cap.")
-    ] = 20.0,
-    precision: Annotated[str, typer.Option(help="Comma list of fp32, bf16, fp16.")] = "fp32",
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile / XLA jit_compile.")] = False,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="torch channels_last layout.")] = False,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for both frameworks (default: every core).")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds before a configuration's worker is killed.")] = 900.0,
-    peak: Annotated[bool, typer.Option(help="Measure the device's matmul peak (cached) to report MFU.")] = True,
-    repeats: Annotated[int, typer.Option(help="Fresh worker processes per configuration, spread over the run in "
-                                         "rounds; statistics then come from the per-process medians.")] = 1,
+    models: ModelsArgument = None,
+    frameworks: FrameworksOption = "torch,tf",
+    device: DeviceOption = "cpu",
+    modes: ModesOption = "forward,forward-backward",
+    batch_size: BatchOption = "32",
+    warmup: WarmupOption = 10,
+    iters: ItersOption = 100,
+    max_time: MaxTimeOption = 20.0,
+    precision: PrecisionOption = "fp32",
+    compile_: CompileOption = False,
+    channels_last: ChannelsLastOption = False,
+    threads: ThreadsOption = None,
+    timeout: TimeoutOption = 900.0,
+    peak: PeakOption = True,
+    repeats: RepeatsOption = 1,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<UTC timestamp>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the results already in --out.")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder: configurations already ok "
@@ -213,25 +275,14 @@ def bench(
     2 when nothing could be measured (every configuration skipped) or for bad input,
     130 / 143 when stopped by Ctrl-C / SIGTERM (what was measured is saved).
     """
-    from bench.modes import MODES
-    from bench.record import PRECISIONS, RunFileError, read_run, results_path
+    from bench.record import RunFileError, read_run, results_path
 
-    for name, value, low in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1)):
-        if value < low:
-            raise CliError(f"{name} must be >= {low}, received {value}", exit_code=2)
-    if max_time < 0:
-        raise CliError(f"--max-time must be >= 0 (0: no cap), received {max_time:g}", exit_code=2)
-    if threads is not None and threads < 1:
-        raise CliError(f"--threads must be >= 1, received {threads}", exit_code=2)
-    if timeout <= 0:
-        raise CliError(f"--timeout must be > 0 seconds, received {timeout:g}", exit_code=2)
+    _check_protocol(warmup, iters, repeats, max_time, threads, timeout)
     if resume is not None and out is not None and out.resolve() != resume.resolve():
         raise CliError("--resume continues the run in its own folder; leave out --out", exit_code=2)
     if not models and resume is None:
         raise CliError("give the models to time (names, comma lists, wildcards or 'all'), or --resume RUN_FOLDER",
                        exit_code=2)
-
-    from bench.runner import expand
 
     previous = None
     if resume is not None:
@@ -241,22 +292,13 @@ def bench(
             raise CliError(f"cannot resume: {error}", exit_code=2) from None
         out = results_path(resume).parent
     if models:
-        chosen_frameworks = _frameworks(frameworks)
-        configs = expand(
-            _models(models), chosen_frameworks, _devices(device), _choices(modes, "mode", list(MODES)),
-            _batch_sizes(batch_size), _choices(precision, "precision", PRECISIONS), compile=compile_,
-            channels_last=channels_last, threads=threads, warmup=warmup, iters=iters, max_time_s=max_time or None,
-            repeats=repeats,
-        )
+        configs = _configs(models, frameworks, device, modes, batch_size, precision, compile_, channels_last,
+                           threads, warmup, iters, max_time, repeats)
     else:
         configs = previous.planned or [result.config for result in previous.results]
-        chosen_frameworks = list(dict.fromkeys(config.framework for config in configs))
-    _require_frameworks(chosen_frameworks)
+        _require_frameworks(list(dict.fromkeys(config.framework for config in configs)))
 
-    if out is None:
-        import datetime
-
-        out = Path("runs") / datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = out if out is not None else _default_out()
     if previous is None and (out / "results.json").exists() and not force:
         raise CliError(f"{out} already holds a run (results.json); --resume {out} continues it, --force replaces "
                        "it, or choose another --out", exit_code=2)
@@ -272,10 +314,7 @@ def bench(
             run = run_configs(configs, results_file, timeout_s=timeout, observer=progress, threads=threads,
                               measure_peaks=peak, resume=previous)
     except KeyboardInterrupt as stop:
-        signal_number = getattr(stop, "signal_number", 2)
-        name = getattr(stop, "signal_name", "SIGINT")
-        raise CliError(f"stopped by {name}; what was measured is saved in {results_file} "
-                       f"(--resume {folder} continues the run)", exit_code=128 + signal_number) from None
+        raise _stopped(stop, results_file, f" (--resume {folder} continues the run)") from None
 
     from reports.markdown import write_report
     from reports.table import render_run
@@ -443,10 +482,8 @@ def report(
 def compare(
     base: Annotated[str, typer.Argument(metavar="BASE", help="The run to compare against. " + _RUN_HELP)],
     new: Annotated[str, typer.Argument(metavar="NEW", help="The run under test. " + _RUN_HELP)],
-    threshold: Annotated[str, typer.Option(help="Smallest change of a median that counts: 5% or 0.05.")] = "5%",
-    fail_on_regression: Annotated[
-        bool, typer.Option("--fail-on-regression", help="Exit 1 when a configuration is slower or now fails.")
-    ] = False,
+    threshold: ThresholdOption = "5%",
+    fail_on_regression: FailOnRegressionOption = False,
 ) -> None:
     """Compare two runs configuration by configuration.
 
@@ -468,6 +505,83 @@ def compare(
         raise CliError(str(error), exit_code=1) from None
     render_comparison(comparison, console)
     if fail_on_regression and comparison.has_regression:
+        raise typer.Exit(1)
+
+
+@app.command()
+def interleave(
+    models: ModelsArgument = None,
+    base: Annotated[str, typer.Option(help="The side to compare against: a git revision, '.' (this working tree) or "
+                                      "'python:PATH' (this tree under another interpreter).")] = "HEAD",
+    new: Annotated[str, typer.Option(help="The side under test, in the same forms.")] = ".",
+    frameworks: FrameworksOption = "torch,tf",
+    device: DeviceOption = "cpu",
+    modes: ModesOption = "forward",
+    batch_size: BatchOption = "32",
+    warmup: WarmupOption = 10,
+    iters: ItersOption = 30,
+    max_time: MaxTimeOption = 20.0,
+    precision: PrecisionOption = "fp32",
+    compile_: CompileOption = False,
+    channels_last: ChannelsLastOption = False,
+    threads: ThreadsOption = None,
+    timeout: TimeoutOption = 900.0,
+    peak: PeakOption = False,
+    repeats: Annotated[int, typer.Option(help="Worker processes per configuration and side (7 or more: with fewer, "
+                                         "no difference can reach significance with room to spare).")] = 7,
+    threshold: ThresholdOption = "5%",
+    fail_on_regression: FailOnRegressionOption = False,
+    out: Annotated[Path | None, typer.Option(help="Folder for base/ and new/ run folders (default: runs/<UTC "
+                                             "timestamp>).")] = None,
+) -> None:
+    """Measure two versions alternately in one session and compare them: the comparison for decisions that matter.
+
+    Each configuration's worker processes alternate between base and new (ABBA), so the machine's drift falls on
+    both alike. A side is a git revision (checked out into a temporary worktree), '.' (this working tree) or
+    'python:PATH' (this tree under another interpreter, say a virtual environment with another torch).
+    Defaults: base HEAD, new the working tree, which answers "did my uncommitted change make it slower?".
+
+    Exit code: 0; 1 when --fail-on-regression finds a configuration slower or now failing, or a configuration
+    failed; 2 for bad input (an unknown revision, a missing interpreter); 130 / 143 when stopped.
+    """
+    _check_protocol(warmup, iters, repeats, max_time, threads, timeout)
+    fraction = _threshold(threshold)
+    if not models:
+        raise CliError("give the models to time (names, comma lists, wildcards or 'all')", exit_code=2)
+    configs = _configs(models, frameworks, device, modes, batch_size, precision, compile_, channels_last, threads,
+                       warmup, iters, max_time, repeats)
+    folder = _writable_folder(out if out is not None else _default_out())
+    for role in ("base", "new"):
+        if (folder / role / "results.json").exists():
+            raise CliError(f"{folder / role} already holds a run; choose another --out", exit_code=2)
+
+    from bench.interleave import SideError, run_interleaved, side
+    from bench.runner import interrupt_on_sigterm
+    from reports.compare import ComparisonError, compare_runs
+    from reports.live import LiveProgress
+    from reports.table import render_comparison
+
+    try:
+        with side("base", base) as base_side, side("new", new) as new_side:
+            console.print(f"base: {base_side.description}\nnew:  {new_side.description}", markup=False,
+                          highlight=False)
+            with interrupt_on_sigterm(), LiveProgress(configs + configs, console,
+                                                      prefixes=["base"] * len(configs) + ["new"] * len(configs)
+                                                      ) as progress:
+                base_run, new_run = run_interleaved(configs, base_side, new_side, folder, timeout_s=timeout,
+                                                    observer=progress, threads=threads, measure_peaks=peak)
+    except SideError as error:
+        raise CliError(str(error), exit_code=2) from None
+    except KeyboardInterrupt as stop:
+        raise _stopped(stop, folder / "{base,new}" / "results.json", "") from None
+    try:
+        comparison = compare_runs(base_run, new_run, threshold=fraction, separate_sessions=False)
+    except ComparisonError as error:
+        raise CliError(f"{error} (runs saved in {folder})", exit_code=1) from None
+    render_comparison(comparison, console)
+    console.print(f"runs: {folder / 'base'}, {folder / 'new'}", markup=False, highlight=False)
+    failed = any(result.status == "failed" for run in (base_run, new_run) for result in run.results)
+    if failed or (fail_on_regression and comparison.has_regression):
         raise typer.Exit(1)
 
 

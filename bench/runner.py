@@ -102,8 +102,13 @@ def run_worker(
     observer: Observer | None = None,
     index: int = 0,
     worker_command: tuple[str, ...] = WORKER_COMMAND,
+    cwd: Path | None = None,
+    environment: dict[str, str] | None = None,
 ) -> tuple[Result, dict]:
     """Run one process of ``config``; returns its result and the facts it reported (framework, device).
+
+    ``worker_command`` (followed by the configuration as JSON), ``cwd`` and ``environment`` (added to this
+    process's) say which interpreter and which source tree measure: the interleaved comparison runs two.
 
     A crash, kill or timeout becomes a ``failed`` result, keeping the samples the worker streamed before the
     end (``partial``). Ctrl-C (or SIGTERM turned into ``Interrupted``) ends the worker and raises
@@ -117,7 +122,8 @@ def run_worker(
         text=True,
         encoding="utf-8",
         errors="replace",  # one undecodable byte from a framework's log must never stall the run
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), **(environment or {})},
+        cwd=cwd,
         start_new_session=True,  # its own process group: Ctrl-C reaches only us, and a kill reaches all of it
     )
     messages: queue.Queue = queue.Queue()
@@ -305,6 +311,80 @@ def _skip_key(config: Config) -> tuple:
     return config.framework, config.device, config.precision, config.channels_last
 
 
+class RunRecorder:
+    """One run in progress: each configuration's processes so far, the run file rewritten after every process.
+
+    Results are in the order of ``configs``; a configuration still being measured is saved as what it would be
+    if the run stopped there (``combine_processes``: ``interrupted``, with the processes it had).
+    """
+
+    def __init__(self, configs: list[Config], path: Path, environment: dict, kept: dict[int, Result] | None = None
+                 ) -> None:
+        self.configs = configs
+        self.run = Run(environment=environment, results=[], path=Path(path), planned=list(configs))
+        self._final: dict[int, Result] = dict(kept or {})
+        self._processes: dict[int, list[Result]] = {}
+        self._skip_reasons: dict[tuple, str] = {}
+        self.save()
+
+    def needs(self, index: int, repeat: int) -> bool:
+        """Whether configuration ``index`` still needs its process number ``repeat`` (0-based)."""
+        return index not in self._final and repeat < self.configs[index].repeats
+
+    def known_skip(self, config: Config) -> Result | None:
+        reason = self._skip_reasons.get(_skip_key(config))
+        if reason is None:
+            return None
+        return Result(config=config, status="skipped", reason=reason, **_measured_counts(config))
+
+    def record(self, index: int, result: Result, facts: dict | None = None) -> Result | None:
+        """Add one process's result and save; returns the configuration's final result once it has one."""
+        config = self.configs[index]
+        if result.status == "skipped":
+            self._skip_reasons[_skip_key(config)] = result.reason
+        for key, section in (("framework", "frameworks"), ("device", "devices")):
+            if (facts or {}).get(key):
+                self.run.environment.setdefault(section, {})[config.framework if key == "framework"
+                                                             else config.device] = facts[key]
+        self._processes.setdefault(index, []).append(result)
+        if result.status != "ok" or len(self._processes[index]) == config.repeats:
+            self._final[index] = combine_processes(config, self._processes[index])
+        self.run.environment["finished_at"] = now_utc()
+        self.save()
+        return self._final.get(index)
+
+    def save(self) -> None:
+        self.run.results = [
+            self._final[index] if index in self._final else combine_processes(self.configs[index],
+                                                                              self._processes[index])
+            for index in range(len(self.configs)) if index in self._final or self._processes.get(index)
+        ]
+        write_run(self.run.path, self.run)
+
+    def finish(self) -> None:
+        self.run.environment["finished_at"] = now_utc()
+        self.save()
+
+
+def measure_process(recorder: RunRecorder, index: int, timeout_s: float, observer: Observer | None = None,
+                    worker_command: tuple[str, ...] = WORKER_COMMAND, cwd: Path | None = None,
+                    environment: dict[str, str] | None = None) -> Result | None:
+    """Run (or, for a combination already known to be skipped, skip) one process of configuration ``index`` and
+    record it; returns the configuration's final result once it has one. An interrupt is recorded, then raised."""
+    config = recorder.configs[index]
+    if observer is not None:
+        observer.on_start(index, config)
+    skipped = recorder.known_skip(config)
+    if skipped is not None:
+        return recorder.record(index, skipped)
+    try:
+        result, facts = run_worker(config, timeout_s, observer, index, worker_command, cwd, environment)
+    except WorkerInterrupted as stop:
+        recorder.record(index, stop.result)
+        raise
+    return recorder.record(index, result, facts)
+
+
 def run_configs(
     configs: list[Config],
     out_path: Path,
@@ -324,58 +404,25 @@ def run_configs(
     gets the device's matmul peak (measured with every installed framework, cached) and so its MFU.
     """
     environment = host_environment(threads)
-    final: dict[int, Result] = {}
+    kept: dict[int, Result] = {}
     if resume is not None:
-        kept = {result.config: result for result in resume.results if result.status == "ok"}
-        final = {index: kept[config] for index, config in enumerate(configs) if config in kept}
+        previous = {result.config: result for result in resume.results if result.status == "ok"}
+        kept = {index: previous[config] for index, config in enumerate(configs) if config in previous}
         environment = {**resume.environment, "frameworks": dict(resume.environment.get("frameworks") or {}),
                        "devices": dict(resume.environment.get("devices") or {})}
         environment.pop("finished_at", None)
         environment["resumed"] = [*environment.get("resumed", ()), host_environment(threads)]
-    run = Run(environment=environment, results=[], path=Path(out_path), planned=list(configs))
-    processes: dict[int, list[Result]] = {}
-
-    def save() -> None:
-        run.results = [final[index] if index in final else combine_processes(configs[index], processes[index])
-                       for index in range(len(configs)) if index in final or processes.get(index)]
-        write_run(run.path, run)
-
-    save()
-    skip_reasons: dict[tuple, str] = {}
+    recorder = RunRecorder(configs, out_path, environment, kept)
     try:
         for repeat in range(max((config.repeats for config in configs), default=0)):
-            for index, config in enumerate(configs):
-                if index in final or repeat >= config.repeats:
-                    continue
-                if observer is not None:
-                    observer.on_start(index, config)
-                if _skip_key(config) in skip_reasons:
-                    result = Result(config=config, status="skipped", reason=skip_reasons[_skip_key(config)],
-                                    **_measured_counts(config))
-                    facts: dict = {}
-                else:
-                    try:
-                        result, facts = run_worker(config, timeout_s, observer, index, worker_command)
-                    except WorkerInterrupted as stop:
-                        processes.setdefault(index, []).append(stop.result)
-                        final[index] = combine_processes(config, processes[index])
-                        raise
-                if result.status == "skipped":
-                    skip_reasons[_skip_key(config)] = result.reason
-                if facts.get("framework"):
-                    run.environment.setdefault("frameworks", {})[config.framework] = facts["framework"]
-                if facts.get("device"):
-                    run.environment.setdefault("devices", {})[config.device] = facts["device"]
-                processes.setdefault(index, []).append(result)
-                if result.status != "ok" or len(processes[index]) == config.repeats:
-                    final[index] = combine_processes(config, processes[index])
-                run.environment["finished_at"] = now_utc()
-                save()
-                if index in final and observer is not None:
-                    observer.on_result(index, final[index])
+            for index in range(len(configs)):
+                if recorder.needs(index, repeat):
+                    final = measure_process(recorder, index, timeout_s, observer, worker_command)
+                    if final is not None and observer is not None:
+                        observer.on_result(index, final)
     finally:
-        run.environment["finished_at"] = now_utc()
-        save()
+        recorder.finish()
+    run = recorder.run
     if measure_peaks and any(result.status == "ok" for result in run.results):
         from bench.peak import attach_peaks
 

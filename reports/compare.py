@@ -9,8 +9,9 @@ processes for a change. So a verdict needs all of:
   processes (``--repeats``), else on the samples;
 - sample sizes that can reach that p with room to spare: with 5 process medians a side the smallest possible p
   is 0.0079, so one unlucky arrangement of ten numbers is already "significant" (asv refuses such verdicts too);
-- a ratio of medians beyond the threshold, and beyond the spread between processes that each run shows itself
-  (the machine's drift while it ran): a shift smaller than the drift inside one run is no evidence of a change.
+- a ratio of medians beyond the threshold and, for runs taken at different times, beyond the spread between
+  processes that each run shows itself (the machine's drift while it ran): a shift smaller than the drift inside
+  one run is no evidence of a change between two.
 
 Otherwise the verdict is ``same``, or ``inconclusive`` where the samples could not have shown a change at all.
 For decisions that matter, ``bench.interleave`` measures both sides alternately in one session, where drift
@@ -75,6 +76,7 @@ class Comparison:
 
     threshold: float
     compared: list[ConfigComparison]
+    separate_sessions: bool = True
     only_in_base: list[Config] = field(default_factory=list)
     only_in_new: list[Config] = field(default_factory=list)
     failed_in_new: list[Result] = field(default_factory=list)
@@ -101,8 +103,15 @@ def drift_allowance(result: Result) -> float:
     return (max(medians) - min(medians)) / result.derived()["median_ms"]
 
 
-def difference(base: Result, new: Result, threshold: float = DEFAULT_THRESHOLD) -> Difference:
-    """Test whether ``new`` is slower or faster than ``base`` (two ok results of the same configuration)."""
+def difference(base: Result, new: Result, threshold: float = DEFAULT_THRESHOLD, *,
+               separate_sessions: bool = True) -> Difference:
+    """Test whether ``new`` is slower or faster than ``base`` (two ok results of the same configuration).
+
+    ``separate_sessions``: the two were measured at different times, so the machine may have drifted between
+    them by as much as it drifted inside either, and a shift counts only beyond each run's own spread between
+    processes. Measured alternately in one session (``bench.interleave``), drift falls on both alike and
+    only ``threshold`` applies.
+    """
     base_median, new_median = base.derived()["median_ms"], new.derived()["median_ms"]
     ratio = new_median / base_median
     base_processes, new_processes = base.process_medians_ms, new.process_medians_ms
@@ -111,7 +120,7 @@ def difference(base: Result, new: Result, threshold: float = DEFAULT_THRESHOLD) 
     else:
         basis, base_values, new_values = "samples", base.samples_ms, new.samples_ms
     p_value = float(mannwhitneyu(new_values, base_values, alternative="two-sided").pvalue)
-    allowance = max(threshold, drift_allowance(base), drift_allowance(new))
+    allowance = max([threshold, *((drift_allowance(base), drift_allowance(new)) if separate_sessions else ())])
     reachable = smallest_p(len(base_values), len(new_values))
     if reachable > SIGNIFICANCE / REACH_MARGIN:
         verdict = "inconclusive"
@@ -143,7 +152,8 @@ def _why(verdict: str, ratio: float, p_value: float, allowance: float, threshold
     return f"the shift {abs(ratio - 1):.1%} is within {bound}"
 
 
-def compare_runs(base: Run, new: Run, threshold: float = DEFAULT_THRESHOLD) -> Comparison:
+def compare_runs(base: Run, new: Run, threshold: float = DEFAULT_THRESHOLD, *,
+                 separate_sessions: bool = True) -> Comparison:
     """Match the two runs' ok results by ``Config.key()`` and give each pair a verdict (``difference``).
 
     Raises ``NothingInCommonError`` when no configuration was measured in both runs, ``ComparisonError`` when
@@ -166,7 +176,9 @@ def compare_runs(base: Run, new: Run, threshold: float = DEFAULT_THRESHOLD) -> C
     ]
     return Comparison(
         threshold=threshold,
-        compared=[ConfigComparison(new_ok[key].config, difference(base_ok[key], new_ok[key], threshold))
+        separate_sessions=separate_sessions,
+        compared=[ConfigComparison(new_ok[key].config, difference(base_ok[key], new_ok[key], threshold,
+                                                                  separate_sessions=separate_sessions))
                   for key in common],
         only_in_base=[result.config for key, result in base_ok.items() if key not in new_ok],
         only_in_new=[result.config for key, result in new_ok.items() if key not in base_ok],

@@ -27,11 +27,13 @@ class LiveProgress:
     median or the status of a configuration that did not finish (its reason is in the table at the end).
     """
 
-    def __init__(self, configs: list[Config], console: Console) -> None:
+    def __init__(self, configs: list[Config], console: Console, prefixes: list[str] | None = None) -> None:
         self._console = console
         self._configs = configs
         self._processes = [0] * len(configs)
         names, self._shared = short_labels(configs)
+        if prefixes is not None:  # several sides of one comparison share the display
+            names = [f"{prefix} {name}" for prefix, name in zip(prefixes, names, strict=True)]
         width = max((len(name) for name in names), default=10)
         self._progress = Progress(
             TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=min(width, 24),

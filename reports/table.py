@@ -137,11 +137,10 @@ def render_comparison(comparison: Comparison, console: Console) -> None:
         console.print(Text(f"failed in new: {result.config.label()}: {result.reason or 'no reason recorded'}",
                            style="bold red"))
     tally = ", ".join(f"{len(comparison.with_verdict(verdict))} {verdict}" for verdict in VERDICTS)
-    console.print(
-        f"{tally}. A verdict needs a two-sided Mann-Whitney U p < {SIGNIFICANCE:g} and a median shift beyond "
-        f"{comparison.threshold:.1%} and beyond each run's own spread between processes.",
-        highlight=False,
-    )
+    beyond = f"{comparison.threshold:.1%}" + (" and beyond each run's own spread between processes"
+                                               if comparison.separate_sessions else "")
+    console.print(f"{tally}. A verdict needs a two-sided Mann-Whitney U p < {SIGNIFICANCE:g} and a median shift "
+                  f"beyond {beyond}.", highlight=False)
 
 
 def peak_table(entry: dict) -> Table:

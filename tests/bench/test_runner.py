@@ -26,6 +26,19 @@ DEATH
 """
 
 
+class QuietObserver:
+    """Does nothing; a test overrides the one event it watches."""
+
+    def on_start(self, index, config):
+        pass
+
+    def on_progress(self, index, phase, done, total):
+        pass
+
+    def on_result(self, index, result):
+        pass
+
+
 def _fake(script: str) -> tuple[str, ...]:
     return (sys.executable, "-c", script)
 
@@ -49,7 +62,7 @@ def test_expand_is_the_cross_product():
 def test_worker_result_and_progress_are_read():
     progress = []
 
-    class Observer:
+    class Observer(QuietObserver):
         def on_progress(self, index, phase, done, total):
             progress.append((phase, done, total))
 
@@ -100,15 +113,9 @@ def test_undecodable_worker_output_does_not_stall_the_run():
 def test_interrupt_mid_configuration_keeps_its_streamed_samples(tmp_path):
     path = tmp_path / "results.json"
 
-    class InterruptOnProgress:
-        def on_start(self, index, config):
-            pass
-
+    class InterruptOnProgress(QuietObserver):
         def on_progress(self, index, phase, done, total):
             raise KeyboardInterrupt
-
-        def on_result(self, index, result):
-            pass
 
     with pytest.raises(KeyboardInterrupt):
         run_configs([_config()], path, observer=InterruptOnProgress(),
@@ -123,15 +130,9 @@ def test_run_file_rewritten_after_each_configuration(tmp_path):
     path = tmp_path / "results.json"
     seen_on_disk = []
 
-    class Observer:
+    class Observer(QuietObserver):
         def on_start(self, index, config):
             seen_on_disk.append(len(read_run(path).results))
-
-        def on_progress(self, *args):
-            pass
-
-        def on_result(self, index, result):
-            pass
 
     configs = [_config(), _config(mode="forward-backward")]
     run = run_configs(configs, path, observer=Observer(), worker_command=_fake(FAKE_OK), measure_peaks=False)
@@ -146,16 +147,10 @@ def test_run_file_rewritten_after_each_configuration(tmp_path):
 def test_interrupt_keeps_what_was_measured(tmp_path):
     path = tmp_path / "results.json"
 
-    class StopOnSecond:
+    class StopOnSecond(QuietObserver):
         def on_start(self, index, config):
             if index == 1:
                 raise KeyboardInterrupt
-
-        def on_progress(self, *args):
-            pass
-
-        def on_result(self, index, result):
-            pass
 
     with pytest.raises(KeyboardInterrupt):
         run_configs([_config(), _config(batch_size=4)], path, observer=StopOnSecond(), worker_command=_fake(FAKE_OK),
@@ -201,15 +196,9 @@ def test_repeats_pool_samples_and_keep_each_process_count(tmp_path):
 def test_repeats_run_in_rounds_over_the_configurations(tmp_path):
     started = []
 
-    class Observer:
+    class Observer(QuietObserver):
         def on_start(self, index, config):
             started.append(index)
-
-        def on_progress(self, *args):
-            pass
-
-        def on_result(self, index, result):
-            pass
 
     configs = [_config(repeats=3), _config(mode="forward-backward", repeats=2)]
     run = run_configs(configs, tmp_path / "r.json", observer=Observer(), worker_command=_fake(FAKE_OK),
@@ -224,15 +213,9 @@ def test_resume_keeps_ok_results_and_runs_the_rest(tmp_path):
     previous = run_configs([first], path, worker_command=_fake(FAKE_OK), measure_peaks=False)
     started = []
 
-    class Observer:
+    class Observer(QuietObserver):
         def on_start(self, index, config):
             started.append(config)
-
-        def on_progress(self, *args):
-            pass
-
-        def on_result(self, index, result):
-            pass
 
     run = run_configs([first, second], path, observer=Observer(), worker_command=_fake(FAKE_OK),
                       measure_peaks=False, resume=read_run(path))

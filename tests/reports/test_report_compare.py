@@ -148,3 +148,10 @@ def test_a_shift_within_the_runs_own_process_spread_is_not_a_change():
     assert change.p_value < SIGNIFICANCE
     assert change.allowance == pytest.approx((56.0 - 50.0) / 52.0)
     assert change.verdict == "same" and "process spread" in change.why
+
+
+def test_measured_alternately_in_one_session_the_threshold_alone_applies():
+    """Interleaved, drift falls on both sides alike: the same 9% shift that separate runs cannot claim is slower."""
+    base = [50.0, 51.0, 56.0, 52.0, 50.5, 55.0, 53.0]
+    change = difference(_processes(base), _processes([m * 1.09 for m in base]), separate_sessions=False)
+    assert change.allowance == 0.05 and change.verdict == "slower"
