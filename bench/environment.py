@@ -34,6 +34,20 @@ def _git(*args: str) -> str | None:
     return completed.stdout.strip()
 
 
+def _command() -> str:
+    """The command line as typed after ``python``: ``cli.py bench ...``, or ``-m bench.gpu_check ...`` for a module."""
+    script = Path(sys.argv[0])
+    try:
+        inside = script.resolve().relative_to(PROJECT_ROOT)
+    except (ValueError, OSError):
+        inside = None
+    if inside is not None and len(inside.parts) > 1 and inside.suffix == ".py":
+        name = "-m " + ".".join(inside.with_suffix("").parts)
+    else:
+        name = script.name
+    return " ".join([name, *sys.argv[1:]])
+
+
 def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -52,7 +66,7 @@ def host_environment(threads: int | None = None) -> dict:
         "threads": threads or os.cpu_count(),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": _command(),
         "frameworks": {},  # per framework: version and build, as its workers report them
         "devices": {},  # per device of the run: GPU name, compute capability, memory, driver
     }

@@ -12,7 +12,7 @@ import json
 import os
 import statistics
 import tempfile
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +182,6 @@ class Result:
         stored = {f.name: values[f.name] for f in fields(cls) if f.name not in sequences and f.name in values}
         return cls(config=Config.from_dict(values), samples_ms=tuple(float(v) for v in values.get("samples_ms") or ()),
                    process_sample_counts=tuple(int(v) for v in values.get("process_sample_counts") or ()), **stored)
-
-    def with_peak(self, peak_gflops_per_s: float | None) -> Result:
-        return replace(self, peak_gflops_per_s=peak_gflops_per_s)
 
 
 _DERIVED_KEYS = ("n", "median_ms", "median_ci_ms", "median_ci_level", "median_ci_basis", "processes",
