@@ -75,6 +75,7 @@ def list_command(
                 "input": list(spec.input_shape),
                 "classes": spec.num_classes,
                 "params": spec.params,
+                "statistics": spec.statistics,
                 "macs": spec.macs,
                 "frameworks": installed,
                 "reference": spec.reference,
@@ -91,13 +92,15 @@ def list_command(
 @app.command()
 def verify(
     models: Annotated[list[str] | None, typer.Argument(help="Models to verify (names, wildcards or 'all').")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images in the parity batch.")] = 2,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="Images in the parity batch [default: 2 for networks with BatchNorm, 1 for the others].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
 ) -> None:
     """Prove each model's torch and TensorFlow definitions are the same network.
 
-    Checks parameter counts and MACs of both builds against the spec, then loads the torch weights into the
-    Keras model and compares logits and cross-entropy gradients. Exits 1 if anything differs.
+    Checks parameters, BatchNorm statistics and MACs of both builds against the spec, then loads the torch
+    weights into the Keras model and compares logits, cross-entropy gradients and (with BatchNorm) the moving
+    statistics after a training pass. Exits 1 if anything differs.
     """
     names = _models(models)
     _require_frameworks(zoo.FRAMEWORKS)

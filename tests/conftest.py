@@ -25,6 +25,8 @@ def pytest_addoption(parser):
     group.addoption("--step-rounds", type=int, default=3,
                     help="timed rounds per step in tests/benchmarks (3 keeps CI quick; use 30+ for a baseline)")
     group.addoption("--step-batch", type=int, default=2, help="batch size of the steps in tests/benchmarks")
+    group.addoption("--step-models", default="quick",
+                    help="models of the steps in tests/benchmarks: quick (default: up to 2 GMAC/image), all, or names")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,8 +18,10 @@ def test_list_json_names_every_model_with_counts():
     completed = run_cli("list", "--json")
     assert completed.returncode == 0
     models = {row["name"]: row for row in json.loads(completed.stdout)["models"]}
-    assert sorted(models) == ["alexnet", "alexnet-2012", "lenet"]
-    assert models["alexnet"]["params"] == 61_100_840
+    assert sorted(models) == ["alexnet", "alexnet-2012", "googlenet", "lenet", "resnet18", "resnet50", "vgg11",
+                              "vgg16"]
+    assert models["alexnet"]["params"] == 61_100_840 and models["alexnet"]["statistics"] == 0
+    assert models["resnet50"]["params"] == 25_557_032 and models["resnet50"]["statistics"] == 53_120
     assert models["lenet"]["macs"] == 416_520
     assert models["alexnet-2012"]["input"] == [3, 227, 227]
 
@@ -30,17 +32,8 @@ def test_list_table_shows_the_zoo():
     assert "61,100,840" in completed.stdout and "lenet" in completed.stdout
 
 
-@pytest.mark.torch
-@pytest.mark.tf
-def test_verify_json_is_only_json_and_passes():
-    completed = run_cli("verify", "lenet", "--json")
-    assert completed.returncode == 0, completed.stderr
-    document = json.loads(completed.stdout)  # nothing but the document on stdout
-    (report,) = document["models"]
-    assert document["passed"] and report["passed"]
-    assert report["frameworks"]["tf"] == {"params": 61_706, "macs": 416_520}
-    assert report["frameworks"]["torch"] == {"params": 61_706, "macs": 416_520}
-    assert report["parity"]["fp32_logits_rel_diff"] <= 1e-4 and report["parity"]["grads_rel_diff"] <= 1e-10
+# ``verify --json`` end to end (stdout only the document, the counts, the verdict) is tested on a model added as a
+# new folder, in tests/zoo/test_model_folder.py.
 
 
 @pytest.mark.parametrize(

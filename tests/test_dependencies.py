@@ -20,7 +20,9 @@ except ImportError:  # Python 3.10: the dev extra brings tomli
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
-OWN = set(SETUPTOOLS["packages"]) | set(SETUPTOOLS["py-modules"]) | {"conftest", "synthetic"}
+# Top-level packages: the patterns of setuptools' package discovery ("zoo*" takes zoo and zoo.models.*).
+PACKAGES = sorted(pattern.rstrip("*") for pattern in SETUPTOOLS["packages"]["find"]["include"])
+OWN = set(PACKAGES) | set(SETUPTOOLS["py-modules"]) | {"conftest", "synthetic"}
 
 
 def _distribution(requirement: str) -> str:
@@ -71,7 +73,7 @@ def _undeclared(paths: list[Path], declared: set[str]) -> list[str]:
 
 
 def _package_paths() -> list[Path]:
-    return [REPO / name for name in sorted(SETUPTOOLS["packages"])] + [
+    return [REPO / name for name in PACKAGES] + [
         REPO / f"{name}.py" for name in sorted(SETUPTOOLS["py-modules"])]
 
 

@@ -1,9 +1,10 @@
 """The model zoo: classic CNNs in PyTorch and TensorFlow behind one registry.
 
-Importing this package imports neither framework; ``build`` imports only the one asked for.
+A model is one folder under ``zoo/models/`` (its spec, its torch definition, its Keras definition); importing
+this package registers every folder found there and imports neither framework; ``build`` imports only the one
+asked for.
 """
 
-from zoo import specs as _specs  # noqa: F401  (registers the models)
 from zoo._registry import (
     FRAMEWORKS,
     Framework,
@@ -18,10 +19,11 @@ from zoo._registry import (
     resolve_framework,
     resolve_models,
 )
-from zoo._spec import LayerSpec, LayerTableBuilder, ModelSpec
+from zoo._spec import IMAGES, LayerSpec, LayerTableBuilder, ModelSpec
 
 __all__ = [
     "FRAMEWORKS",
+    "IMAGES",
     "Framework",
     "LayerSpec",
     "LayerTableBuilder",
@@ -37,3 +39,6 @@ __all__ = [
     "resolve_framework",
     "resolve_models",
 ]
+
+# Last, so that a model folder can import the names above from ``zoo`` while it registers.
+from zoo import models as _models  # noqa: E402, F401, I001  (registers every model folder)

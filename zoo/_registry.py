@@ -19,13 +19,15 @@ class Framework:
 
     ``package`` is the module whose presence means the framework is installed (found without importing it),
     ``distribution`` the pip distribution that carries its version. The benchmark's backend for it is the module
-    ``bench.<name>_backend``, and each registered model names a builder for it.
+    ``bench.<name>_backend``, and each registered model names a builder for it, found by default in the module
+    ``model_module`` of the model's family folder (``zoo/models/<family>/<model_module>.py``).
     """
 
     name: str
     title: str
     package: str
     distribution: str
+    model_module: str
     aliases: tuple[str, ...] = ()
 
 
@@ -33,8 +35,10 @@ class Framework:
 _FRAMEWORK_TABLE: dict[str, Framework] = {
     framework.name: framework
     for framework in (
-        Framework("torch", "PyTorch", package="torch", distribution="torch", aliases=("pytorch",)),
-        Framework("tf", "TensorFlow", package="tensorflow", distribution="tensorflow", aliases=("tensorflow", "keras")),
+        Framework("torch", "PyTorch", package="torch", distribution="torch", model_module="torch_model",
+                  aliases=("pytorch",)),
+        Framework("tf", "TensorFlow", package="tensorflow", distribution="tensorflow", model_module="keras_model",
+                  aliases=("tensorflow", "keras")),
     )
 }
 FRAMEWORKS: tuple[str, ...] = tuple(_FRAMEWORK_TABLE)
@@ -62,14 +66,21 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(spec: ModelSpec, **builders: str) -> ModelSpec:
+def register_model(spec: ModelSpec, family: str | None = None, **builders: str) -> ModelSpec:
     """Add a model with one builder per framework, named as ``"module:function"`` so nothing is imported now.
 
-    ``register_model(spec, torch="zoo.torch_models:lenet", tf="zoo.tf_models:lenet")``; every framework of the
-    table needs a builder, so a model can never be missing from one framework's benchmark.
+    A model folder calls ``register_model(SPEC, family=__name__)``: each framework's builder is then the function
+    named after the model (``alexnet-2012`` -> ``alexnet_2012``) in the folder's module for that framework
+    (``torch_model``, ``keras_model``). Builders can also be named one by one,
+    ``register_model(spec, torch="pkg.mod:fn", tf="pkg.other:fn")``. Every framework of the table needs a builder,
+    so a model can never be missing from one framework's benchmark.
     """
     if spec.name in _REGISTRY:
         raise ValueError(f"model {spec.name!r} is already registered")
+    if family is not None:
+        function = spec.name.replace("-", "_")
+        builders = {name: f"{family}.{framework.model_module}:{function}" for name, framework in
+                    _FRAMEWORK_TABLE.items()} | builders
     if set(builders) != set(FRAMEWORKS):
         raise ValueError(f"model {spec.name!r} needs one builder per framework ({', '.join(FRAMEWORKS)}). "
                          f"Received: {', '.join(sorted(builders)) or 'none'}")

@@ -1,8 +1,14 @@
 """Numerical proof that a model's torch and TensorFlow definitions are the same network.
 
-With the torch weights transferred into the Keras model and the same input (NCHW for torch, its NHWC
-transpose for TensorFlow), both run in inference mode (dropout off) and must give the same logits and the
-same gradients of a mean cross-entropy loss with respect to every parameter.
+The torch weights are transferred into the Keras model, and both get the same input (NCHW for torch, its NHWC
+transpose for TensorFlow). Then:
+- inference mode: the logits must agree;
+- training mode with dropout off: the gradients of a mean cross-entropy loss with respect to every parameter
+  must agree. Here BatchNorm normalises with the batch's statistics and updates its moving ones, as in a
+  benchmarked step; after the pass the moving means and variances must agree too. Without BatchNorm, training
+  mode with dropout off is inference, and one pass gives logits and gradients.
+BatchNorm's scale, shift and running statistics are randomised before the transfer: fresh ones (1, 0, 0, 1) make
+it the identity in inference mode, so a transfer that lost or swapped them would go unnoticed.
 
 The proof runs in float64 in both frameworks. In float32, a piecewise-linear network has activations within
 rounding of a ReLU's kink or a max-pool tie, which the two frameworks may route differently: on an AVX2-only
@@ -21,13 +27,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# float64 logits and gradients: each max |torch - tf| relative to the largest torch value (per parameter for
-# gradients). float64 rounds at 1.1e-16; summing reductions of up to 9,216 terms in different orders with
-# different convolution algorithms (oneDNN vs Eigen) and chaining them through the backward pass, the worst
-# measured over the three models is 3.3e-15 (README). 1e-10 leaves a margin of 10^4 for other CPUs and batch
-# sizes and still fails on any real mismatch (a wrong flatten order or LRN constant gives 1e-3 up to order 1).
+# float64 logits, gradients and BatchNorm statistics: each max |torch - tf| relative to the largest torch value
+# (per tensor for gradients and statistics). float64 rounds at 1.1e-16; the two frameworks sum reductions of up
+# to 25,088 terms (a convolution's weight gradient, a BatchNorm's batch statistics at 2 x 112 x 112) in different
+# orders with different algorithms (oneDNN vs Eigen) and chain them through some fifty layers with weights (the
+# longest path through ResNet-50 or GoogLeNet).
+# The worst measured over the eight models is 1.5e-13 (ResNet-50, a BatchNorm scale's gradient; README). 1e-10
+# leaves a margin of about 10^3 for other CPUs and batch sizes and still fails on any real mismatch: a wrong
+# flatten order, LRN constant, padding, stride, pooling mode or BatchNorm epsilon gives 1e-4 up to order 1, and
+# tests show each.
 LOGITS_RTOL = 1e-10
 GRADS_RTOL = 1e-10
+STATISTICS_RTOL = 1e-10
 # float32 logits, the precision the benchmark runs: the bound the project promises, relative to the largest logit.
 FP32_LOGITS_RTOL = 1e-4
 
@@ -36,7 +47,10 @@ FP32_LOGITS_RTOL = 1e-4
 class ParityResult:
     """The parity figures of one model; every difference is max |torch - tf| over the tensor.
 
-    ``logits_*`` and ``grads_*`` are computed in float64, ``fp32_logits_rel_diff`` in float32.
+    ``logits_*`` are computed in float64 in inference mode, ``fp32_logits_rel_diff`` in float32. ``grads_*``:
+    float64, training mode with dropout off (BatchNorm on batch statistics; without BatchNorm this is inference),
+    each gradient relative to its largest torch value. ``statistics_*`` (networks with BatchNorm, else None):
+    the moving means and variances after that pass, each relative to its largest torch value.
     """
 
     model: str
@@ -48,9 +62,12 @@ class ParityResult:
     grads_rel_diff: float
     worst_grad: str
     fp32_logits_rel_diff: float
+    statistics_rel_diff: float | None = None
+    worst_statistic: str | None = None
     logits_rtol: float = LOGITS_RTOL
     grads_rtol: float = GRADS_RTOL
     fp32_logits_rtol: float = FP32_LOGITS_RTOL
+    statistics_rtol: float = STATISTICS_RTOL
 
     @property
     def logits_ok(self) -> bool:
@@ -61,15 +78,35 @@ class ParityResult:
         return self.grads_rel_diff <= self.grads_rtol
 
     @property
+    def statistics_ok(self) -> bool:
+        return self.statistics_rel_diff is None or self.statistics_rel_diff <= self.statistics_rtol
+
+    @property
     def passed(self) -> bool:
-        return self.logits_ok and self.grads_ok
+        return self.logits_ok and self.grads_ok and self.statistics_ok
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "logits_ok": self.logits_ok, "grads_ok": self.grads_ok, "passed": self.passed}
+        return {**asdict(self), "logits_ok": self.logits_ok, "grads_ok": self.grads_ok,
+                "statistics_ok": self.statistics_ok, "passed": self.passed}
 
 
 def _relative(diff: float, scale: float) -> float:
     return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+
+
+def _worst(pairs) -> tuple[float, float, str]:
+    """Over ``(label, torch tensor, tf tensor as torch)``: the worst relative difference, its absolute one and its
+    label."""
+    worst_rel, worst_abs, worst_name = 0.0, 0.0, ""
+    for label, expected, got in pairs:
+        # In torch, which reduces with every core: numpy took seconds over VGG's 103-million-value gradients.
+        diff, scale = float((expected - got).abs().max()), float(expected.abs().max())
+        rel = _relative(diff, scale)
+        if not (np.isfinite(diff) and np.isfinite(scale)):  # a NaN or inf in either makes one of them so
+            rel = diff = float("inf")  # a NaN would otherwise slip past every comparison
+        if rel >= worst_rel:
+            worst_rel, worst_abs, worst_name = rel, diff, label
+    return worst_rel, worst_abs, worst_name
 
 
 def load_frameworks() -> None:
@@ -83,21 +120,27 @@ def load_frameworks() -> None:
         importlib.import_module(module)
 
 
-def framework_counts(name: str) -> dict[str, dict[str, int]]:
-    """Per framework, the parameter count and forward MACs per image of the model as built (not the spec)."""
+def framework_counts(name: str, torch_model=None, keras_model=None) -> dict[str, dict[str, int]]:
+    """Per framework, trainable parameters, kept statistics and forward MACs per image of the model as built
+    (float32; built here unless given)."""
     load_frameworks()
     import zoo
-    from zoo import tf_models, torch_models
+    from zoo import keras_common, torch_common
 
     spec = zoo.get_spec(name)
-    torch_model = zoo.build(name, "torch")
-    keras_model = zoo.build(name, "tf")
+    torch_model = torch_model if torch_model is not None else zoo.build(name, "torch")
+    keras_model = keras_model if keras_model is not None else zoo.build(name, "tf")
     return {
         "torch": {
-            "params": sum(p.numel() for p in torch_model.parameters()),
-            "macs": torch_models.count_macs(torch_model, spec.input_shape),
+            "params": torch_common.trainable_params(torch_model),
+            "statistics": torch_common.statistics(torch_model),
+            "macs": torch_common.count_macs(torch_model, spec.input_shape),
         },
-        "tf": {"params": keras_model.count_params(), "macs": tf_models.count_macs(keras_model)},
+        "tf": {
+            "params": keras_common.trainable_params(keras_model),
+            "statistics": keras_common.statistics(keras_model),
+            "macs": keras_common.count_macs(keras_model),
+        },
     }
 
 
@@ -116,19 +159,47 @@ def _keras_dtype(dtype: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(policy)
 
 
-def _twins(name: str, seed: int, dtype: str):
-    """The torch model (eval mode) and its Keras twin holding the same weights, both in ``dtype``."""
+def randomise_batchnorm(torch_model, seed: int) -> None:
+    """Give every BatchNorm a scale, shift, running mean and variance away from their initial 1, 0, 0, 1."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in torch_model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                for tensor, low, high in ((module.weight, 0.5, 1.5), (module.bias, -0.1, 0.1),
+                                          (module.running_mean, -0.1, 0.1), (module.running_var, 0.5, 1.5)):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype) * (high - low) + low)
+
+
+def _twins(name: str, seed: int, **options) -> dict[str, tuple]:
+    """A torch model (eval mode) and its Keras twin holding the same weights and statistics, in float32 and float64.
+
+    One torch model is built; its float32 weights go to the float32 Keras twin, and both are cast to float64
+    for the float64 pair (a cast from float32 is exact, so all four hold the same values; casting the Keras
+    variables spares a second layout conversion of every kernel).
+    """
+    import copy
+
+    import tensorflow as tf
     import torch
 
     import zoo
     from zoo.transfer import torch_to_keras
 
     torch.manual_seed(seed)
-    torch_model = zoo.build(name, "torch").to(getattr(torch, dtype)).eval()
-    with _keras_dtype(dtype):
-        keras_model = zoo.build(name, "tf")
-    torch_to_keras(zoo.get_spec(name), torch_model, keras_model)
-    return torch_model, keras_model
+    torch32 = zoo.build(name, "torch", **options).eval()
+    randomise_batchnorm(torch32, seed)
+    keras32 = zoo.build(name, "tf", **options)
+    torch_to_keras(zoo.get_spec(name), torch32, keras32)
+    torch64 = copy.deepcopy(torch32).to(torch.float64)
+    with _keras_dtype("float64"):
+        keras64 = zoo.build(name, "tf", **options)
+    for target, source in zip(keras64.weights, keras32.weights, strict=True):
+        if target.path != source.path:
+            raise ValueError(f"{name}: float64 Keras twin has {target.path} where float32 has {source.path}")
+        target.assign(tf.cast(source, tf.float64))
+    return {"float32": (torch32, keras32), "float64": (torch64, keras64)}
 
 
 def _data(name: str, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,57 +211,118 @@ def _data(name: str, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return images, rng.integers(0, spec.num_classes, size=batch_size)
 
 
-def check_parity(name: str, *, batch_size: int = 2, seed: int = 0) -> ParityResult:
-    """Build ``name`` in both frameworks, transfer the torch weights, and compare logits and gradients."""
-    load_frameworks()
+def _logits(torch_model, keras_model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inference-mode logits of both models (eval mode, no gradient)."""
+    import torch
+
+    torch_model.eval()
+    with torch.no_grad():
+        logits_torch = torch_model(torch.from_numpy(images)).numpy()
+    with _keras_dtype(str(images.dtype)):
+        logits_tf = keras_model(images.transpose(0, 2, 3, 1), training=False).numpy()
+    return logits_torch, logits_tf
+
+
+def _backward(torch_model, keras_model, images: np.ndarray, labels: np.ndarray, *, training: bool):
+    """One float64 forward and backward pass in each framework: torch logits, Keras logits, Keras gradients by path."""
     import keras
     import tensorflow as tf
     import torch
 
+    torch_model.train(training)
+    logits_torch = torch_model(torch.from_numpy(images))
+    torch_model.zero_grad()
+    torch.nn.functional.cross_entropy(logits_torch, torch.from_numpy(labels)).backward()
+    with _keras_dtype("float64"):
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        with tf.GradientTape() as tape:
+            logits_tf = keras_model(tf.constant(images.transpose(0, 2, 3, 1)), training=training)
+            loss_tf = loss_fn(tf.constant(labels), logits_tf)
+        variables = keras_model.trainable_variables
+        grads_tf = dict(zip((v.path for v in variables), tape.gradient(loss_tf, variables), strict=True))
+    return logits_torch.detach().numpy(), logits_tf.numpy(), grads_tf
+
+
+def _pairs(spec, torch_model, keras_model, labels: tuple[str, ...], keras_value, *, gradient: bool):
+    """``(layer.variable, torch tensor, Keras tensor in torch's layout)`` for the Keras variables named in
+    ``labels``, both torch tensors and views where possible: no copy of VGG's big kernels is made to compare them."""
+    from zoo.transfer import from_tensorflow, keras_variables, torch_layers_by_spec_name, torch_layout, torch_tensor
+
+    for layer_name, module in torch_layers_by_spec_name(spec, torch_model).items():
+        kind = spec.layer(layer_name).kind
+        for label, variable in keras_variables(keras_model.get_layer(layer_name)).items():
+            if label not in labels:
+                continue
+            got = torch_layout(spec, layer_name, label, from_tensorflow(keras_value(variable)))
+            expected = torch_tensor(module, kind, label, gradient=gradient)
+            if expected is None:
+                raise ValueError(f"{spec.name}: torch {layer_name} has no {'gradient' if gradient else label}")
+            yield f"{layer_name}.{label}", expected.detach().reshape(got.shape), got
+
+
+def _gradient_pairs(spec, torch_model, keras_model, grads_tf):
+    """Every trainable variable's gradient in both frameworks."""
+    from zoo.transfer import TRAINABLE
+
+    return _pairs(spec, torch_model, keras_model, TRAINABLE, lambda variable: grads_tf[variable.path], gradient=True)
+
+
+def _statistic_pairs(spec, torch_model, keras_model):
+    """Every BatchNorm moving mean and variance in both frameworks."""
+    from zoo.transfer import STATISTICS
+
+    return _pairs(spec, torch_model, keras_model, STATISTICS, lambda variable: variable, gradient=False)
+
+
+def default_batch_size(name: str) -> int:
+    """Images in a parity batch: 2 for a network with BatchNorm, whose training mode mixes the images of a batch
+    (one image could not tell batch statistics from per-image ones), and 1 otherwise: every other layer of the zoo
+    treats each image alone, so a second proves nothing more and doubles the cost of a float64 pass."""
     import zoo
-    from zoo.transfer import keras_arrays
+
+    return 2 if "bn" in zoo.get_spec(name).kinds else 1
+
+
+def check_parity(name: str, *, batch_size: int | None = None, seed: int = 0) -> ParityResult:
+    """Build ``name`` in both frameworks, transfer the torch weights, and compare logits, gradients and, for a
+    network with BatchNorm, the moving statistics after the training pass."""
+    return _parity(name, batch_size or default_batch_size(name), seed)[0]
+
+
+def _parity(name: str, batch_size: int, seed: int):
+    """The parity figures, and the float32 twins they were measured on (for their counts)."""
+    load_frameworks()
+
+    import zoo
 
     spec = zoo.get_spec(name)
     images, labels = _data(name, batch_size, seed)
 
-    torch_model, keras_model = _twins(name, seed, "float64")
-    logits_torch = torch_model(torch.from_numpy(images))
-    loss_torch = torch.nn.functional.cross_entropy(logits_torch, torch.from_numpy(labels))
-    torch_model.zero_grad()
-    loss_torch.backward()
-    with _keras_dtype("float64"):
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        with tf.GradientTape() as tape:
-            logits_tf = keras_model(tf.constant(images.transpose(0, 2, 3, 1)), training=False)
-            loss_tf = loss_fn(tf.constant(labels), logits_tf)
-        variables = keras_model.trainable_variables
-        grads_tf = dict(zip((v.path for v in variables), tape.gradient(loss_tf, variables), strict=True))
-
-    logits_t = logits_torch.detach().numpy()
-    logits_diff = float(np.max(np.abs(logits_t - logits_tf.numpy())))
+    # Dropout off (rate 0): inference ignores it, and training mode then differs from inference only in BatchNorm.
+    twins = _twins(name, seed, **({"dropout": 0.0} if "dropout" in spec.kinds else {}))
+    torch_model, keras_model = twins.pop("float64")
+    batchnorm = "bn" in spec.kinds
+    if batchnorm:
+        logits_t, logits_tf = _logits(torch_model, keras_model, images)
+        # Training mode: BatchNorm on batch statistics, updating its moving ones, as a benchmarked step does.
+        _, _, grads_tf = _backward(torch_model, keras_model, images, labels, training=True)
+    else:
+        # Without BatchNorm, training mode with dropout off is inference: one pass gives logits and gradients.
+        logits_t, logits_tf, grads_tf = _backward(torch_model, keras_model, images, labels, training=False)
+    logits_diff = float(np.max(np.abs(logits_t - logits_tf)))
     logits_scale = float(np.max(np.abs(logits_t)))
+    worst_rel, worst_abs, worst_name = _worst(_gradient_pairs(spec, torch_model, keras_model, grads_tf))
+    statistics: dict = {}
+    if batchnorm:
+        stats_rel, _, stats_worst = _worst(_statistic_pairs(spec, torch_model, keras_model))
+        statistics = {"statistics_rel_diff": stats_rel, "worst_statistic": stats_worst}
+    del torch_model, keras_model
 
-    worst_rel, worst_abs, worst_name = 0.0, 0.0, ""
-    torch_grads = keras_arrays(spec, torch_model, tensor_of=lambda parameter: parameter.grad)
-    for layer_name, (kernel_grad, bias_grad) in torch_grads.items():
-        layer = keras_model.get_layer(layer_name)
-        for label, expected, variable in (("kernel", kernel_grad, layer.kernel), ("bias", bias_grad, layer.bias)):
-            got = grads_tf[variable.path].numpy()
-            diff = float(np.max(np.abs(expected - got)))
-            rel = _relative(diff, float(np.max(np.abs(expected))))
-            if not (np.all(np.isfinite(expected)) and np.all(np.isfinite(got))):
-                rel = diff = float("inf")  # a NaN would otherwise slip past every comparison
-            if rel >= worst_rel:
-                worst_rel, worst_abs, worst_name = rel, diff, f"{layer_name}.{label}"
-
-    torch32, keras32 = _twins(name, seed, "float32")
-    images32 = images.astype(np.float32)
-    with torch.no_grad():
-        logits32 = torch32(torch.from_numpy(images32)).numpy()
-    logits32_tf = keras32(images32.transpose(0, 2, 3, 1), training=False).numpy()
+    torch32, keras32 = twins.pop("float32")
+    logits32, logits32_tf = _logits(torch32, keras32, images.astype(np.float32))
     fp32_rel = _relative(float(np.max(np.abs(logits32 - logits32_tf))), float(np.max(np.abs(logits32))))
 
-    return ParityResult(
+    result = ParityResult(
         model=name,
         batch_size=batch_size,
         logits_max_abs_diff=logits_diff,
@@ -200,20 +332,23 @@ def check_parity(name: str, *, batch_size: int = 2, seed: int = 0) -> ParityResu
         grads_rel_diff=worst_rel,
         worst_grad=worst_name,
         fp32_logits_rel_diff=fp32_rel,
+        **statistics,
     )
+    return result, torch32, keras32
 
 
-def verify_model(name: str, *, batch_size: int = 2) -> dict:
+def verify_model(name: str, *, batch_size: int | None = None) -> dict:
     """Everything ``cli.py verify`` reports for one model: counts of both builds against the spec, and parity."""
     import zoo
 
     spec = zoo.get_spec(name)
-    counts = framework_counts(name)
-    parity = check_parity(name, batch_size=batch_size)
-    counts_ok = all(c["params"] == spec.expected_params and c["macs"] == spec.expected_macs for c in counts.values())
+    parity, torch_model, keras_model = _parity(name, batch_size or default_batch_size(name), seed=0)
+    counts = framework_counts(name, torch_model, keras_model)
+    expected = {"params": spec.expected_params, "statistics": spec.statistics, "macs": spec.expected_macs}
+    counts_ok = all(c == expected for c in counts.values())
     return {
         "model": name,
-        "expected": {"params": spec.expected_params, "macs": spec.expected_macs},
+        "expected": expected,
         "frameworks": counts,
         "counts_ok": counts_ok,
         "parity": parity.to_dict(),

@@ -31,7 +31,7 @@ def _worst_update_difference(model: str, steps: int, torch_lr_factor: float = 1.
     import keras
     from torch import nn
 
-    from zoo.transfer import keras_arrays, torch_to_keras
+    from zoo.transfer import keras_tensors, torch_to_keras
 
     spec = zoo.get_spec(model)
     torch_backend, tf_backend = load_backend("torch"), load_backend("tf")
@@ -46,15 +46,15 @@ def _worst_update_difference(model: str, steps: int, torch_lr_factor: float = 1.
     for group in torch_backend.optimizer.param_groups:
         group["lr"] *= torch_lr_factor
     torch_to_keras(spec, torch_backend.model, tf_backend.model)
-    start = keras_arrays(spec, torch_backend.model)
+    start = keras_tensors(spec, torch_backend.model)
     for _ in range(steps):
         torch_step()
         tf_step()
     worst, where = 0.0, ""
-    for name, torch_after in keras_arrays(spec, torch_backend.model).items():
-        tf_after = tf_backend.model.get_layer(name).get_weights()
-        for label, before, after_torch, after_tf in zip(("kernel", "bias"), start[name], torch_after, tf_after,
-                                                        strict=True):
+    for name, torch_after in keras_tensors(spec, torch_backend.model).items():
+        tf_after = {variable.name: variable.numpy() for variable in tf_backend.model.get_layer(name).weights}
+        for label, after in torch_after.items():
+            before, after_torch, after_tf = start[name][label].numpy(), after.numpy(), tf_after[label]
             allowed = (UPDATE_RTOL * np.max(np.abs(after_torch - before))
                        + ROUNDING_ULPS * np.finfo(np.float32).eps * np.max(np.abs(before)))
             ratio = float(np.max(np.abs(after_torch - after_tf)) / allowed)

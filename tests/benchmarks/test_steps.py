@@ -7,6 +7,10 @@ Save a baseline, then fail on a regression of the median:
 
 Run one framework per invocation (``-m torch`` / ``-m tf``) to keep the two frameworks out of each other's process
 while timing. Every round is one step followed by a device synchronisation.
+
+By default ("quick") the cases cover the fewest, cheapest models that between them hold every kind of layer in
+the zoo (today alexnet-2012, googlenet and resnet18); ``--step-models all`` (or a comma list of names) adds the
+others, VGG's and ResNet-50's steps taking several seconds each on a 2-core CPU.
 """
 
 import pytest
@@ -16,20 +20,54 @@ from bench.backend import Skip, load_backend
 from bench.modes import MODES, step_flops
 from bench.record import Config
 
-CASES = [
-    pytest.param(
-        model, framework, device, mode,
-        marks=[getattr(pytest.mark, framework)] + ([pytest.mark.gpu] if device == "cuda" else []),
-        id=f"{model}-{framework}-{device}-{mode}",
-    )
-    for model in zoo.list_models()
-    for framework in zoo.FRAMEWORKS
-    for device in ("cpu", "cuda")
-    for mode in MODES
-]
+
+def _kinds(names) -> set[str]:
+    return {layer.kind for name in names for layer in zoo.get_spec(name).layers}
 
 
-@pytest.mark.parametrize(("model", "framework", "device", "mode"), CASES)
+def quick_models() -> list[str]:
+    """Cheapest first, each model that brings a layer kind not yet covered; then, dearest first, each one whose
+    kinds the others cover without it is dropped again."""
+    chosen: list[str] = []
+    for name in sorted(zoo.list_models(), key=lambda name: zoo.get_spec(name).macs):
+        if _kinds([name]) - _kinds(chosen):
+            chosen.append(name)
+    for name in sorted(chosen, key=lambda name: -zoo.get_spec(name).macs):
+        others = [other for other in chosen if other != name]
+        if _kinds([name]) <= _kinds(others):
+            chosen = others
+    return chosen
+
+
+def step_models(option: str) -> list[str]:
+    """``--step-models``: "quick" (the default), "all", or a comma list of model names."""
+    if option == "quick":
+        return quick_models()
+    return zoo.resolve_models(option.split(","))
+
+
+def pytest_generate_tests(metafunc):
+    if "mode" not in metafunc.fixturenames:
+        return
+    cases = [
+        pytest.param(
+            model, framework, device, mode,
+            marks=[getattr(pytest.mark, framework)] + ([pytest.mark.gpu] if device == "cuda" else []),
+            id=f"{model}-{framework}-{device}-{mode}",
+        )
+        for model in step_models(metafunc.config.getoption("--step-models"))
+        for framework in zoo.FRAMEWORKS
+        for device in ("cpu", "cuda")
+        for mode in MODES
+    ]
+    metafunc.parametrize(("model", "framework", "device", "mode"), cases)
+
+
+def test_quick_models_cover_every_layer_kind_of_the_zoo():
+    assert _kinds(quick_models()) == _kinds(zoo.list_models())
+    assert quick_models() == ["alexnet-2012", "googlenet", "resnet18"]
+
+
 def test_step(benchmark, request, model, framework, device, mode):
     batch = request.config.getoption("--step-batch")
     rounds = request.config.getoption("--step-rounds")

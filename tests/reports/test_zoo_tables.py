@@ -13,20 +13,29 @@ def _text(*tables) -> str:
 
 
 def test_zoo_table_lists_models_and_installed_frameworks():
-    text = _text(zoo_table([{"name": "lenet", "title": "LeNet-5", "input": [1, 32, 32], "params": 61_706,
-                             "macs": 416_520, "frameworks": ["torch"]}]))
+    text = _text(zoo_table([
+        {"name": "lenet", "title": "LeNet-5", "input": [1, 32, 32], "params": 61_706, "statistics": 0,
+         "macs": 416_520, "frameworks": ["torch"]},
+        {"name": "resnet18", "title": "ResNet-18", "input": [3, 224, 224], "params": 11_689_512,
+         "statistics": 9_600, "macs": 1_814_073_344, "frameworks": ["torch"]},
+    ]))
     assert "1x32x32" in text and "61,706" in text and "416,520" in text
+    assert any("resnet18" in line and "9,600" in line for line in text.splitlines())
     assert "frameworks installed: torch" in text
 
 
 def test_verify_tables_show_a_mismatch_and_a_failure():
     parity = {"batch_size": 2, "logits_rel_diff": 3e-2, "grads_rel_diff": 1e-7, "worst_grad": "fc3.bias",
-              "fp32_logits_rel_diff": 2e-2, "logits_rtol": 1e-10, "grads_rtol": 1e-10, "fp32_logits_rtol": 1e-4}
-    report = {"model": "lenet", "expected": {"params": 61_706, "macs": 416_520}, "passed": False,
-              "frameworks": {"torch": {"params": 61_706, "macs": 416_520}, "tf": {"params": 61_700, "macs": 416_520}},
-              "parity": parity}
-    text = _text(*verify_tables([report]))
+              "fp32_logits_rel_diff": 2e-2, "statistics_rel_diff": None, "worst_statistic": None,
+              "logits_rtol": 1e-10, "grads_rtol": 1e-10, "fp32_logits_rtol": 1e-4}
+    counts = {"params": 61_706, "statistics": 0, "macs": 416_520}
+    report = {"model": "lenet", "expected": counts, "passed": False,
+              "frameworks": {"torch": counts, "tf": counts | {"params": 61_700}}, "parity": parity}
+    batchnorm = {"model": "resnet18", "expected": counts, "passed": False, "frameworks": {"torch": counts},
+                 "parity": parity | {"statistics_rel_diff": 5e-3, "worst_statistic": "bn1.moving_variance"}}
+    text = _text(*verify_tables([report, batchnorm]))
     lines = text.splitlines()
     assert any("torch" in line and "match spec" in line for line in lines)
     assert any("tf" in line and "61,700" in line and "differ from spec" in line for line in lines)
     assert any("lenet" in line and "3.00e-02" in line and "FAIL" in line for line in lines)
+    assert any("resnet18" in line and "5.00e-03 (bn1.moving_variance)" in line for line in lines)

@@ -57,8 +57,8 @@ def test_lrn_matches_torch_and_alpha_convention_matters():
     import tensorflow as tf
     import torch
 
-    from zoo.specs import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
-    from zoo.tf_models import LocalResponseNormalization
+    from zoo.models.alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
+    from zoo.models.alexnet.keras_model import LocalResponseNormalization
 
     activations = np.random.default_rng(2).uniform(0, 60, size=(2, 16, 7, 7)).astype(np.float32)
     expected = torch.nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)(torch.from_numpy(activations)).numpy()
@@ -76,8 +76,8 @@ def test_lrn_written_out_for_float64_is_the_same_formula():
     torch's LRN to float64 precision, and the fused float32 kernel must be it to float32 precision."""
     import torch
 
-    from zoo.specs import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
-    from zoo.tf_models import LocalResponseNormalization
+    from zoo.models.alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
+    from zoo.models.alexnet.keras_model import LocalResponseNormalization
 
     activations = np.random.default_rng(3).uniform(0, 60, size=(2, 16, 7, 7))
     expected = torch.nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)(torch.from_numpy(activations)).numpy()
@@ -112,15 +112,16 @@ def test_ungrouped_twin_is_refused():
 def test_nan_gradient_fails_parity(monkeypatch):
     from zoo import parity, transfer
 
-    real = transfer.keras_arrays
+    real = transfer.torch_tensor
 
-    def with_nan_gradients(spec, model, tensor_of=None):
-        if tensor_of is None:
-            return real(spec, model)
-        arrays = real(spec, model, tensor_of)
-        arrays["fc3"][1] = np.full_like(arrays["fc3"][1], np.nan)
-        return arrays
+    def nan_gradient_for_fc3_bias(module, kind, keras_name, *, gradient=False):
+        tensor = real(module, kind, keras_name, gradient=gradient)
+        if gradient and keras_name == "bias" and tensor.shape == (10,):
+            return torch.full_like(tensor, float("nan"))
+        return tensor
 
-    monkeypatch.setattr(transfer, "keras_arrays", with_nan_gradients)
+    import torch
+
+    monkeypatch.setattr(transfer, "torch_tensor", nan_gradient_for_fc3_bias)
     result = parity.check_parity("lenet")
     assert result.logits_ok and not result.grads_ok and not result.passed

@@ -1,37 +1,11 @@
-"""The zoo's networks in PyTorch, written in the style of torchvision (``features`` / ``classifier``)."""
+"""The AlexNets in PyTorch, written in the style of torchvision (``features`` / ``classifier``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from zoo.specs import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
-
-
-class LeNet(nn.Module):
-    """LeNet-5 in its common modern form: ReLU activations and max-pooling, 1x32x32 input."""
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 6, kernel_size=5),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(6, 16, kernel_size=5),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-        )
-        self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(
-            nn.Linear(16 * 5 * 5, 120),
-            nn.ReLU(inplace=True),
-            nn.Linear(120, 84),
-            nn.ReLU(inplace=True),
-            nn.Linear(84, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.flatten(self.features(x)))
+from zoo.models.alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
 
 
 class AlexNet(nn.Module):
@@ -115,11 +89,6 @@ class AlexNet2012(nn.Module):
         return self.classifier(self.flatten(self.features(x)))
 
 
-def lenet(*, num_classes: int = 10) -> LeNet:
-    """LeNet-5 with random weights."""
-    return LeNet(num_classes=num_classes)
-
-
 def alexnet(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
     """AlexNet (torchvision layout) with random weights; accepts ``torchvision.models.alexnet`` weights."""
     return AlexNet(num_classes=num_classes, dropout=dropout)
@@ -128,52 +97,3 @@ def alexnet(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
 def alexnet_2012(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNet2012:
     """AlexNet of the 2012 paper with random weights."""
     return AlexNet2012(num_classes=num_classes, dropout=dropout)
-
-
-_KINDS = {
-    nn.Conv2d: "conv",
-    nn.ReLU: "relu",
-    nn.MaxPool2d: "maxpool",
-    nn.LocalResponseNorm: "lrn",
-    nn.AdaptiveAvgPool2d: "avgpool",
-    nn.Flatten: "flatten",
-    nn.Dropout: "dropout",
-    nn.Linear: "dense",
-}
-
-
-def layers_in_order(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
-    """The model's leaf modules in the order ``forward`` runs them, as ``(path, module)`` pairs.
-
-    The zoo's torch models are straight chains, so this order lines up with the spec's layer table.
-    """
-    order: list[tuple[str, nn.Module]] = []
-    names = {module: path for path, module in model.named_modules()}
-    handles = [
-        module.register_forward_hook(lambda module, _inputs, _output: order.append((names[module], module)))
-        for module in model.modules()
-        if not list(module.children())
-    ]
-    parameter = next(model.parameters())
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return order
-
-
-def kind_of(module: nn.Module) -> str:
-    """The spec's kind for a torch layer (``"conv"``, ``"dense"``, ...)."""
-    return _KINDS[type(module)]
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Forward multiply-accumulates per image, counted by ``torch.utils.flop_counter`` (2 FLOPs per MAC)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, *input_shape))
-    return counter.get_total_flops() // 2

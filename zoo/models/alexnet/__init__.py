@@ -1,34 +1,9 @@
-"""The zoo's networks, described once without any framework: LeNet-5, AlexNet (torchvision) and AlexNet 2012."""
+"""AlexNet twice: as torchvision lays it out (2014), and as the 2012 paper built it (LRN, two-group convolutions)."""
 
 from __future__ import annotations
 
 from zoo._registry import register_model
 from zoo._spec import LayerTableBuilder, ModelSpec
-
-LENET = register_model(
-    ModelSpec(
-        name="lenet",
-        title="LeNet-5 (modern form: ReLU, max-pooling)",
-        reference="LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to document recognition. "
-        "Proc. IEEE 86(11), 1998",
-        input_shape=(1, 32, 32),
-        num_classes=10,
-        expected_params=61_706,
-        expected_macs=416_520,
-        layers=(
-            LayerTableBuilder((1, 32, 32))
-            .conv("conv1", 6, 5).relu("relu1").maxpool("pool1", 2, 2)
-            .conv("conv2", 16, 5).relu("relu2").maxpool("pool2", 2, 2)
-            .flatten("flatten")
-            .dense("fc1", 120).relu("relu3")
-            .dense("fc2", 84).relu("relu4")
-            .dense("fc3", 10)
-            .build()
-        ),
-    ),
-    torch="zoo.torch_models:lenet",
-    tf="zoo.tf_models:lenet",
-)
 
 ALEXNET = register_model(
     ModelSpec(
@@ -55,8 +30,7 @@ ALEXNET = register_model(
             .build()
         ),
     ),
-    torch="zoo.torch_models:alexnet",
-    tf="zoo.tf_models:alexnet",
+    family=__name__,
 )
 
 ALEXNET_2012 = register_model(
@@ -83,8 +57,7 @@ ALEXNET_2012 = register_model(
             .build()
         ),
     ),
-    torch="zoo.torch_models:alexnet_2012",
-    tf="zoo.tf_models:alexnet_2012",
+    family=__name__,
 )
 
 # Local response normalisation of the 2012 network, in the Caffe/torch convention:
