@@ -86,7 +86,8 @@ def device_identity(device: str, environment: dict | None = None) -> dict:
     """What the cache and the report name a device by: the CPU model, or the GPU's name and compute capability.
 
     A GPU's identity comes from the run's environment when its workers recorded it, else from a worker that
-    asks the first installed framework.
+    asks the first installed framework. A framework that cannot use the device says why (``unusable``), so that
+    no second worker is started to find it out again.
     """
     kind, _ = parse_device(device)
     if kind == "cpu":
@@ -94,11 +95,14 @@ def device_identity(device: str, environment: dict | None = None) -> dict:
     recorded = ((environment or {}).get("devices") or {}).get(device) or {}
     if recorded.get("gpu_name") and recorded.get("gpu_capability"):
         return {"kind": "cuda", "model": recorded["gpu_name"], "capability": recorded["gpu_capability"]}
+    unusable = {}
     for framework in zoo.installed_frameworks():
         lines = _run_worker(["--identify", "--worker", framework, "--device", device], timeout_s=120)
         if lines and "gpu_name" in lines[0]:
             return {"kind": "cuda", "model": lines[0]["gpu_name"], "capability": lines[0]["gpu_capability"]}
-    return {"kind": "cuda", "model": None, "capability": None}
+        if lines and "skip" in lines[0]:
+            unusable[framework] = lines[0]["skip"]
+    return {"kind": "cuda", "model": None, "capability": None, "unusable": unusable}
 
 
 def _cache_key(identity: dict, framework: str, threads: int) -> str:
@@ -145,6 +149,8 @@ def measure_framework(framework: str, device: str, precisions: list[str], thread
     """Rates of one framework on ``device`` per precision (best over ``MATRIX_SIZES``), measured in a fresh
     process, or recalled from the cache."""
     identity = identity or device_identity(device)
+    if framework in identity.get("unusable", {}):
+        return {p: {"error": f"skipped: {identity['unusable'][framework]}"} for p in precisions}
     cache = _load_cache()
     key = _cache_key(identity, framework, threads)
     cached = cache.get(key, {})
@@ -238,6 +244,11 @@ def _worker(framework: str, device: str, precisions: list[str], threads: int, id
     probe = Config("lenet", framework, device, "forward", 1)
     backend.configure(probe, threads)
     if identify:
+        try:
+            backend.check(probe)
+        except Skip as skip:
+            print(json.dumps({"skip": str(skip)}), flush=True)
+            return
         print(json.dumps(backend.device_info(probe)), flush=True)
         return
     kind, _ = parse_device(device)
