@@ -104,27 +104,21 @@ def torch_layers_by_spec_name(spec: ModelSpec, torch_model: torch.nn.Module) -> 
     return modules
 
 
-def keras_tensors(spec: ModelSpec, torch_model: torch.nn.Module, *, gradients: bool = False,
-                  ) -> dict[str, dict[str, torch.Tensor]]:
-    """Per spec layer with weights, the torch model's tensors in Keras layout, keyed by Keras variable name.
+def keras_tensors(spec: ModelSpec, torch_model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """Per spec layer with weights, the torch model's weights and statistics in Keras layout, keyed by Keras
+    variable name.
 
-    Each is a contiguous copy on the CPU, never a view of the model, so it can be kept while the model trains
-    on. ``gradients=True`` converts the gradients (``p.grad``) of the trainable ones instead, for comparison.
+    Each is a contiguous copy on the CPU, never a view of the model, so it can be kept while the model trains on.
+    (Gradients are compared the other way round, Keras' viewed in torch's layout: ``torch_layout``.)
     """
     tensors: dict[str, dict[str, torch.Tensor]] = {}
     for name, module in torch_layers_by_spec_name(spec, torch_model).items():
         kind = spec.layer(name).kind
         converted = {}
-        for keras_name, torch_name in _TORCH_NAMES[kind].items():
-            tensor = getattr(module, torch_name)
+        for keras_name in _TORCH_NAMES[kind]:
+            tensor = torch_tensor(module, kind, keras_name)
             if tensor is None:  # a convolution without bias
                 continue
-            if gradients:
-                if keras_name in STATISTICS:
-                    continue
-                tensor = tensor.grad
-                if tensor is None:
-                    raise ValueError(f"{spec.name}: torch {name}.{torch_name} has no gradient")
             value = tensor.detach()
             if keras_name == "kernel":
                 value = _conv_kernel(value) if kind == "conv" else _dense_kernel(value, _flattened_from(spec, name))

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from zoo.keras_common import adaptive_avg_pool2d, image_input
+from zoo.keras_common import adaptive_avg_pool2d, conv2d, image_input
 from zoo.models.alexnet import ALEXNET, ALEXNET_2012, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
 
 
@@ -50,21 +50,20 @@ class LocalResponseNormalization(layers.Layer):
 def alexnet(*, num_classes: int = 1000, dropout: float = 0.5) -> keras.Model:
     """AlexNet in torchvision's layout with random weights; input NHWC 224x224x3."""
     inputs = image_input(ALEXNET.input_shape)
-    # Block 1: 'same' padding would pad 224 asymmetrically to give 56x56; torchvision pads 2 on every side.
-    x = layers.ZeroPadding2D(2, name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 11, strides=4, name="conv1")(x)
+    # Block 1: stride 4, so conv2d pads 2 on every side explicitly ("same" would pad 224 asymmetrically).
+    x = conv2d(inputs, 64, 11, stride=4, padding=2, name="conv1")
     x = layers.ReLU(name="relu1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
-    # Block 2: stride 1 and an odd kernel, so 'same' pads symmetrically, exactly as padding=2 in torch.
-    x = layers.Conv2D(192, 5, padding="same", name="conv2")(x)
+    # Block 2: stride 1 and an odd kernel, so conv2d uses "same", symmetric as padding=2 in torch.
+    x = conv2d(x, 192, 5, padding=2, name="conv2")
     x = layers.ReLU(name="relu2")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool2")(x)
     # Block 3
-    x = layers.Conv2D(384, 3, padding="same", name="conv3")(x)
+    x = conv2d(x, 384, 3, padding=1, name="conv3")
     x = layers.ReLU(name="relu3")(x)
-    x = layers.Conv2D(256, 3, padding="same", name="conv4")(x)
+    x = conv2d(x, 256, 3, padding=1, name="conv4")
     x = layers.ReLU(name="relu4")(x)
-    x = layers.Conv2D(256, 3, padding="same", name="conv5")(x)
+    x = conv2d(x, 256, 3, padding=1, name="conv5")
     x = layers.ReLU(name="relu5")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool5")(x)
     # Classifier
@@ -88,21 +87,21 @@ def alexnet_2012(*, num_classes: int = 1000, dropout: float = 0.5) -> keras.Mode
 
     inputs = image_input(ALEXNET_2012.input_shape)
     # Block 1
-    x = layers.Conv2D(96, 11, strides=4, name="conv1")(inputs)
+    x = conv2d(inputs, 96, 11, stride=4, name="conv1")
     x = layers.ReLU(name="relu1")(x)
     x = lrn("norm1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     # Block 2
-    x = layers.Conv2D(256, 5, padding="same", groups=2, name="conv2")(x)
+    x = conv2d(x, 256, 5, padding=2, groups=2, name="conv2")
     x = layers.ReLU(name="relu2")(x)
     x = lrn("norm2")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool2")(x)
     # Block 3
-    x = layers.Conv2D(384, 3, padding="same", name="conv3")(x)
+    x = conv2d(x, 384, 3, padding=1, name="conv3")
     x = layers.ReLU(name="relu3")(x)
-    x = layers.Conv2D(384, 3, padding="same", groups=2, name="conv4")(x)
+    x = conv2d(x, 384, 3, padding=1, groups=2, name="conv4")
     x = layers.ReLU(name="relu4")(x)
-    x = layers.Conv2D(256, 3, padding="same", groups=2, name="conv5")(x)
+    x = conv2d(x, 256, 3, padding=1, groups=2, name="conv5")
     x = layers.ReLU(name="relu5")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool5")(x)
     # Classifier
