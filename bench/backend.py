@@ -42,8 +42,38 @@ class Backend(Protocol):
     def check(self, config: Config) -> None:
         """Raise ``Skip`` with the reason if ``config`` cannot run here (device missing, precision unsupported)."""
 
-    def prepare(self, config: Config) -> Callable[[], object]:
-        """Build the model and data on the device and return the step of ``config.mode``, ready to call."""
+    def prepare(self, config: Config, data: tuple[np.ndarray, np.ndarray] | None = None) -> Callable[[], object]:
+        """Build the model and data on the device and return the step of ``config.mode``, ready to call.
+
+        ``data``: the NCHW images and labels to use instead of ``host_data`` (a test feeding each replica its
+        share of one batch). After ``join``, the step is the data-parallel one.
+        """
+
+    # Data parallel, in a rank started by the framework's launcher (bench.rank):
+
+    def join(self, config: Config) -> tuple[int, int]:
+        """Join the framework's process group / strategy; returns (this rank, number of ranks)."""
+
+    def no_sync_step(self) -> Callable[[], object]:
+        """The prepared step without gradient exchange between ranks (the communication-free ceiling)."""
+
+    def gradient_bytes(self) -> int:
+        """Bytes of gradient the step exchanges."""
+
+    def allreduce_step(self) -> Callable[[], object]:
+        """One all-reduce of ``gradient_bytes`` with the engine's own collective."""
+
+    def agree_min(self, value: int) -> int:
+        """The smallest ``value`` any rank passes."""
+
+    def all_gather(self, samples: list[float]) -> list[list[float]]:
+        """Every rank's equally long list, by rank."""
+
+    def leave(self) -> None:
+        """Leave the process group."""
+
+    def data_parallel_settings(self, config: Config) -> dict:
+        """How the data-parallel step is made (engine, collective, launcher), for the result's settings."""
 
     def synchronize(self) -> None:
         """Wait until the device has finished all queued work."""

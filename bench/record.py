@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.modes import FLOP_CONVENTION, MODES, get_mode
 from bench.stats import Summary, median_ci, summarize
 
@@ -48,23 +50,49 @@ class Config:
     iters: int = 100
     max_time_s: float | None = None
     repeats: int = 1  # fresh worker processes, each with its own burn-in and timed loop
+    # Data parallel: None is one plain process; N is N replicas per machine under the framework's distributed
+    # engine (torch DDP, tf.distribute), each on ``batch_size`` images, on ``nodes`` machines.
+    replicas: int | None = None
+    nodes: int = 1
 
     def __post_init__(self) -> None:
         get_mode(self.mode)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Received: {self.precision!r}")
+        if self.replicas is not None and self.replicas < 1:
+            raise ValueError(f"replicas must be >= 1. Received: replicas={self.replicas}")
+        if self.nodes < 1 or (self.nodes > 1 and self.replicas is None):
+            raise ValueError(f"nodes must be >= 1, and > 1 only with replicas. Received: nodes={self.nodes}")
+
+    @property
+    def world_size(self) -> int:
+        """Replicas over all machines (1 for a plain process)."""
+        return (self.replicas or 1) * self.nodes
+
+    @property
+    def global_batch(self) -> int:
+        """Images per step over every replica (weak scaling: each replica takes ``batch_size``)."""
+        return self.batch_size * self.world_size
+
+    @property
+    def peak_devices(self) -> int:
+        """How many times a device's matmul peak the configuration can use: one GPU per replica, one CPU (all its
+        cores, shared by its replicas) per machine."""
+        return self.world_size if self.device.startswith("cuda") else self.nodes
 
     def key(self) -> tuple:
         """What identifies the same configuration across two runs (the protocol fields may differ)."""
         return (
             self.model, self.framework, self.device, self.mode, self.batch_size,
-            self.precision, self.compile, self.channels_last, self.threads,
+            self.precision, self.compile, self.channels_last, self.threads, self.replicas, self.nodes,
         )
 
     def label(self) -> str:
         flags = "".join(
             f" +{name}" for name, on in (("compile", self.compile), ("channels-last", self.channels_last)) if on
         )
+        if self.replicas is not None:
+            flags += f" x{self.replicas}" + (f" x{self.nodes} nodes" if self.nodes > 1 else "")
         return (
             f"{self.model} {self.framework} {self.device} {self.mode} "
             f"b{self.batch_size} {self.precision}{flags}"
@@ -104,6 +132,13 @@ class Result:
     macs_per_image: int | None = None
     flops_per_step: int | None = None
     peak_gflops_per_s: float | None = None
+    # Data parallel only. ``samples_ms`` then holds each step's time on its slowest rank, and these the rest:
+    # every rank's own timed samples (by global rank), the same step without gradient exchange (slowest rank per
+    # step), and an all-reduce of the gradients' size with the engine's own collective (slowest rank per call).
+    rank_samples_ms: tuple[tuple[float, ...], ...] = ()
+    no_sync_samples_ms: tuple[float, ...] = ()
+    allreduce_bytes: int | None = None
+    allreduce_samples_ms: tuple[float, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -160,33 +195,72 @@ class Result:
             min_ms=summary.min_ms, max_ms=summary.max_ms, iqr_ms=summary.iqr_ms, p5_ms=summary.p5_ms,
             p95_ms=summary.p95_ms, noisy=summary.noisy,
         )
-        batch = self.config.batch_size
+        batch = self.config.global_batch
+        values["global_batch"] = batch
         values["images_per_s"] = batch / (median / 1e3)
         values["ms_per_image"] = median / batch
         if self.flops_per_step is not None:
             values["gflops_per_s"] = self.flops_per_step / (median / 1e3) / 1e9
             if self.peak_gflops_per_s:
-                values["mfu"] = values["gflops_per_s"] / self.peak_gflops_per_s
+                values["mfu"] = values["gflops_per_s"] / (self.peak_gflops_per_s * self.config.peak_devices)
+        values.update(self._data_parallel())
+        return values
+
+    def _data_parallel(self) -> dict[str, Any]:
+        """Spread across ranks, the communication-free ceiling and the all-reduce's bus bandwidth.
+
+        Bus bandwidth follows nccl-tests: an all-reduce of S bytes over n ranks moves 2(n-1)/n x S through each
+        rank's link, so S / time x 2(n-1)/n is comparable across rank counts; with one rank nothing moves (None).
+        """
+        values: dict[str, Any] = {}
+        rank_medians = [statistics.median(samples) for samples in self.rank_samples_ms if samples]
+        if rank_medians:
+            values["rank_median_p50_ms"], values["rank_median_p95_ms"] = (
+                float(value) for value in np.percentile(rank_medians, [50, 95]))
+        if self.no_sync_samples_ms:
+            no_sync = statistics.median(self.no_sync_samples_ms)
+            values["no_sync_median_ms"] = no_sync
+            values["communication_share"] = max(0.0, 1 - no_sync / statistics.median(self.samples_ms))
+        ranks = self.config.world_size
+        if self.allreduce_samples_ms and self.allreduce_bytes:
+            seconds = statistics.median(self.allreduce_samples_ms) / 1e3
+            values["allreduce_median_ms"] = seconds * 1e3
+            if ranks > 1:
+                values["allreduce_bus_gb_per_s"] = self.allreduce_bytes / seconds * 2 * (ranks - 1) / ranks / 1e9
         return values
 
     def to_dict(self) -> dict[str, Any]:
         stored = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
         stored["samples_ms"] = list(self.samples_ms)
         stored["process_sample_counts"] = list(self.process_sample_counts)
+        stored["rank_samples_ms"] = [list(samples) for samples in self.rank_samples_ms]
+        stored["no_sync_samples_ms"] = list(self.no_sync_samples_ms)
+        stored["allreduce_samples_ms"] = list(self.allreduce_samples_ms)
         return {**self.config.to_dict(), **stored, **self.derived()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Result:
         """Rebuild from a run file's entry; derived figures in it are ignored and recomputed."""
-        sequences = ("config", "samples_ms", "process_sample_counts")
+        sequences = ("config", "samples_ms", "process_sample_counts", "rank_samples_ms", "no_sync_samples_ms",
+                     "allreduce_samples_ms")
         stored = {f.name: values[f.name] for f in fields(cls) if f.name not in sequences and f.name in values}
-        return cls(config=Config.from_dict(values), samples_ms=tuple(float(v) for v in values.get("samples_ms") or ()),
-                   process_sample_counts=tuple(int(v) for v in values.get("process_sample_counts") or ()), **stored)
+
+        def floats(key: str) -> tuple[float, ...]:
+            return tuple(float(v) for v in values.get(key) or ())
+
+        return cls(config=Config.from_dict(values), samples_ms=floats("samples_ms"),
+                   process_sample_counts=tuple(int(v) for v in values.get("process_sample_counts") or ()),
+                   rank_samples_ms=tuple(tuple(float(v) for v in rank) for rank in values.get("rank_samples_ms") or ()),
+                   no_sync_samples_ms=floats("no_sync_samples_ms"), allreduce_samples_ms=floats("allreduce_samples_ms"),
+                   **stored)
 
 
 _DERIVED_KEYS = ("n", "median_ms", "median_ci_ms", "median_ci_level", "median_ci_basis", "processes",
                  "process_spread", "mean_ms", "std_ms", "min_ms", "max_ms", "iqr_ms", "p5_ms", "p95_ms", "noisy",
-                 "images_per_s", "ms_per_image", "gflops_per_s", "mfu")
+                 "global_batch", "images_per_s", "ms_per_image", "gflops_per_s", "mfu", "rank_median_p50_ms",
+                 "rank_median_p95_ms", "no_sync_median_ms", "communication_share", "allreduce_median_ms",
+                 "allreduce_bus_gb_per_s")
+
 
 
 @dataclass

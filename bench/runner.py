@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import zoo
+from bench.data_parallel import Cluster
 from bench.environment import host_environment, now_utc
 from bench.modes import step_flops
 from bench.record import Config, Result, Run, write_run
@@ -62,13 +63,16 @@ def expand(
     iters: int = 100,
     max_time_s: float | None = None,
     repeats: int = 1,
+    replicas: Iterable[int | None] = (None,),
+    nodes: int = 1,
 ) -> list[Config]:
-    """The cross product of the choices, one ``Config`` each, grouped by model, then device, then framework."""
+    """The cross product of the choices, one ``Config`` each, grouped by model, then device, then framework;
+    replica counts innermost, so a scaling series runs (and is listed) together."""
     return [
         Config(model, framework, device, mode, batch, precision, compile, channels_last, threads, warmup, iters,
-               max_time_s, repeats)
-        for model, device, framework, precision, batch, mode in itertools.product(
-            models, devices, frameworks, precisions, batch_sizes, modes
+               max_time_s, repeats, count, nodes if count is not None else 1)
+        for model, device, framework, precision, batch, mode, count in itertools.product(
+            models, devices, frameworks, precisions, batch_sizes, modes, replicas
         )
     ]
 
@@ -82,9 +86,10 @@ def _signal_reason(returncode: int) -> str:
     return f"worker killed by {name}{hint}"
 
 
-def _measured_counts(config: Config) -> dict[str, int]:
+def measured_counts(config: Config) -> dict[str, int]:
+    """MACs per image and FLOPs per step; a data-parallel step is every replica's, the global batch."""
     spec = zoo.get_spec(config.model)
-    return {"macs_per_image": spec.macs, "flops_per_step": step_flops(spec, config.batch_size, config.mode)}
+    return {"macs_per_image": spec.macs, "flops_per_step": step_flops(spec, config.global_batch, config.mode)}
 
 
 @dataclass
@@ -192,7 +197,7 @@ def run_worker(
         if line is not None:
             handle(line)
 
-    counts = _measured_counts(config)
+    counts = measured_counts(config)
     facts = {key: (report.outcome or {}).get(key) or {} for key in ("framework", "device")}
     if report.outcome is not None:  # the worker finished, even if the run is being stopped
         outcome = report.outcome
@@ -318,10 +323,11 @@ class RunRecorder:
     if the run stopped there (``combine_processes``: ``interrupted``, with the processes it had).
     """
 
-    def __init__(self, configs: list[Config], path: Path, environment: dict, kept: dict[int, Result] | None = None
-                 ) -> None:
+    def __init__(self, configs: list[Config], path: Path | None, environment: dict,
+                 kept: dict[int, Result] | None = None) -> None:
         self.configs = configs
-        self.run = Run(environment=environment, results=[], path=Path(path), planned=list(configs))
+        self.run = Run(environment=environment, results=[], path=Path(path) if path is not None else None,
+                       planned=list(configs))
         self._final: dict[int, Result] = dict(kept or {})
         self._processes: dict[int, list[Result]] = {}
         self._skip_reasons: dict[tuple, str] = {}
@@ -335,7 +341,7 @@ class RunRecorder:
         reason = self._skip_reasons.get(_skip_key(config))
         if reason is None:
             return None
-        return Result(config=config, status="skipped", reason=reason, **_measured_counts(config))
+        return Result(config=config, status="skipped", reason=reason, **measured_counts(config))
 
     def record(self, index: int, result: Result, facts: dict | None = None) -> Result | None:
         """Add one process's result and save; returns the configuration's final result once it has one."""
@@ -359,7 +365,8 @@ class RunRecorder:
                                                                               self._processes[index])
             for index in range(len(self.configs)) if index in self._final or self._processes.get(index)
         ]
-        write_run(self.run.path, self.run)
+        if self.run.path is not None:
+            write_run(self.run.path, self.run)
 
     def finish(self) -> None:
         self.run.environment["finished_at"] = now_utc()
@@ -368,7 +375,8 @@ class RunRecorder:
 
 def measure_process(recorder: RunRecorder, index: int, timeout_s: float, observer: Observer | None = None,
                     worker_command: tuple[str, ...] = WORKER_COMMAND, cwd: Path | None = None,
-                    environment: dict[str, str] | None = None) -> Result | None:
+                    environment: dict[str, str] | None = None, cluster: Cluster | None = None,
+                    repeat: int = 0) -> Result | None:
     """Run (or, for a combination already known to be skipped, skip) one process of configuration ``index`` and
     record it; returns the configuration's final result once it has one. An interrupt is recorded, then raised."""
     config = recorder.configs[index]
@@ -378,7 +386,13 @@ def measure_process(recorder: RunRecorder, index: int, timeout_s: float, observe
     if skipped is not None:
         return recorder.record(index, skipped)
     try:
-        result, facts = run_worker(config, timeout_s, observer, index, worker_command, cwd, environment)
+        if config.replicas is not None:
+            from bench.data_parallel import run_replicas
+
+            result, facts = run_replicas(config, timeout_s, cluster or Cluster(), observer, index,
+                                         run_id=f"{index}-{repeat}")
+        else:
+            result, facts = run_worker(config, timeout_s, observer, index, worker_command, cwd, environment)
     except WorkerInterrupted as stop:
         recorder.record(index, stop.result)
         raise
@@ -387,7 +401,7 @@ def measure_process(recorder: RunRecorder, index: int, timeout_s: float, observe
 
 def run_configs(
     configs: list[Config],
-    out_path: Path,
+    out_path: Path | None,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     observer: Observer | None = None,
@@ -395,12 +409,15 @@ def run_configs(
     worker_command: tuple[str, ...] = WORKER_COMMAND,
     measure_peaks: bool = True,
     resume: Run | None = None,
+    cluster: Cluster | None = None,
 ) -> Run:
     """Run every configuration, rewriting ``out_path`` after each worker process, so nothing measured is lost.
 
     Results are in the order of ``configs``. With ``resume`` (a run read from disk), its ``ok`` results for the
     same configurations are kept and only the others run. A configuration still being measured when the run
-    stops is saved as ``interrupted`` with the processes it had. At the end, with ``measure_peaks``, each result
+    stops is saved as ``interrupted`` with the processes it had. Data-parallel configurations (``replicas``)
+    run their ranks on ``cluster``; a machine other than its node 0 takes part but writes no run file
+    (``out_path`` None). At the end, with ``measure_peaks``, each result
     gets the device's matmul peak (measured with every installed framework, cached) and so its MFU.
     """
     environment = host_environment(threads)
@@ -412,18 +429,22 @@ def run_configs(
                        "devices": dict(resume.environment.get("devices") or {})}
         environment.pop("finished_at", None)
         environment["resumed"] = [*environment.get("resumed", ()), host_environment(threads)]
+    if cluster is not None and cluster.hosts:
+        environment["cluster"] = {"hosts": [f"{host}:{port}" for host, port in cluster.hosts],
+                                  "node_rank": cluster.node_rank}
     recorder = RunRecorder(configs, out_path, environment, kept)
     try:
         for repeat in range(max((config.repeats for config in configs), default=0)):
             for index in range(len(configs)):
                 if recorder.needs(index, repeat):
-                    final = measure_process(recorder, index, timeout_s, observer, worker_command)
+                    final = measure_process(recorder, index, timeout_s, observer, worker_command, cluster=cluster,
+                                            repeat=repeat)
                     if final is not None and observer is not None:
                         observer.on_result(index, final)
     finally:
         recorder.finish()
     run = recorder.run
-    if measure_peaks and any(result.status == "ok" for result in run.results):
+    if measure_peaks and out_path is not None and any(result.status == "ok" for result in run.results):
         from bench.peak import attach_peaks
 
         if observer is not None and hasattr(observer, "on_message"):

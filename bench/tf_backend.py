@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import zoo
@@ -35,6 +36,9 @@ class TFBackend:
         self.images: tf.Tensor | None = None
         self.labels: tf.Tensor | None = None
         self.optimizer: keras.optimizers.Optimizer | None = None
+        self._strategy: tf.distribute.MultiWorkerMirroredStrategy | None = None  # data parallel, after join()
+        self._config: Config | None = None
+        self._data: tuple[np.ndarray, np.ndarray] | None = None
 
     def configure(self, config: Config, threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -73,14 +77,19 @@ class TFBackend:
         # fp32 means IEEE fp32 in both frameworks (see the torch backend); TensorFlow defaults to TF32.
         tf.config.experimental.enable_tensor_float_32_execution(False)
 
-    def prepare(self, config: Config) -> Callable[[], object]:
+    def prepare(self, config: Config, data: tuple[np.ndarray, np.ndarray] | None = None) -> Callable[[], object]:
+        self._config, self._data = config, data
         self._use_device(config.device)
         mode = get_mode(config.mode)
         keras.mixed_precision.set_global_policy(_POLICIES[config.precision])
         spec = zoo.get_spec(config.model)
         keras.utils.set_random_seed(0)  # weights; the data come from bench.backend.host_data
-        images_np, labels_np = host_data(spec.input_shape, spec.num_classes, config.batch_size)
-        with tf.device(self._device_name):
+        images_np, labels_np = data or host_data(spec.input_shape, spec.num_classes, config.batch_size)
+        strategy = self._strategy
+        # Under the strategy, variables are mirrored on every worker and the strategy places the step.
+        placement = strategy.scope if strategy is not None else lambda: tf.device(self._device_name)
+        replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        with placement():
             model = zoo.build(config.model, "tf")
             images = tf.constant(images_np.transpose(0, 2, 3, 1))  # NCHW -> NHWC
             labels = tf.constant(labels_np)
@@ -90,10 +99,10 @@ class TFBackend:
         if mode.update:
             # torch-style SGD: L2 weight decay added to the gradient, then momentum (Keras' own weight_decay
             # is decoupled and would be a different update).
-            optimizer = keras.optimizers.SGD(learning_rate=SGD_LR, momentum=SGD_MOMENTUM)
-            if config.precision == "fp16":
-                optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer, initial_scale=FP16_LOSS_SCALE)
-            with tf.device(self._device_name):  # momentum buffers live beside the weights
+            with placement():  # momentum buffers live beside the weights; Keras binds the strategy at creation
+                optimizer = keras.optimizers.SGD(learning_rate=SGD_LR, momentum=SGD_MOMENTUM)
+                if config.precision == "fp16":
+                    optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer, initial_scale=FP16_LOSS_SCALE)
                 optimizer.build(model.trainable_variables)
         self.optimizer = optimizer
         scale_loss = config.precision == "fp16"
@@ -109,6 +118,9 @@ class TFBackend:
             def forward_backward():
                 with tf.GradientTape() as tape:
                     logits = tf.cast(model(images, training=True), tf.float32)
+                    # Under a strategy Keras divides each replica's mean loss by the replica count
+                    # (keras.losses.loss.scale_loss_for_distribution), so the SUM all-reduce below (or in Keras'
+                    # apply_gradients) gives the gradient of the mean over the global batch.
                     loss = loss_fn(labels, logits)
                     if not scale_loss:
                         scaled = loss
@@ -119,11 +131,15 @@ class TFBackend:
                 variables = model.trainable_variables
                 gradients = tape.gradient(scaled, variables)
                 if optimizer is None:
+                    if strategy is not None:
+                        gradients = tf.distribute.get_replica_context().all_reduce(
+                            tf.distribute.ReduceOp.SUM, gradients)
                     # Graph mode prunes whatever no output depends on: unless the gradients are returned,
                     # TensorFlow skips the backward pass and "forward-backward" times a forward pass.
                     return loss, gradients
-                # Gradients are still multiplied by the loss scale here; the decay term must be too.
-                decay = SGD_WEIGHT_DECAY * (optimizer.dynamic_scale if scale_loss else 1.0)
+                # Gradients are still multiplied by the loss scale here; the decay term must be too, and shared
+                # between the replicas, whose gradients Keras sums.
+                decay = SGD_WEIGHT_DECAY / replicas * (optimizer.dynamic_scale if scale_loss else 1.0)
                 gradients = [g + decay * tf.cast(v, g.dtype) for g, v in zip(gradients, variables, strict=True)]
                 optimizer.apply_gradients(zip(gradients, variables, strict=True))
                 return loss
@@ -131,13 +147,94 @@ class TFBackend:
             function = forward_backward
         device_name = self._device_name
 
-        def on_device():
-            # Placement is traced into the graph, so calls pay nothing for it.
-            with tf.device(device_name):
-                return function()
+        if strategy is not None:
+
+            def on_device():
+                return strategy.run(function)
+        else:
+
+            def on_device():
+                # Placement is traced into the graph, so calls pay nothing for it.
+                with tf.device(device_name):
+                    return function()
 
         self._step = tf.function(on_device, jit_compile=bool(config.compile), reduce_retracing=False)
         return self._step
+
+    # Data parallel (bench.rank): MultiWorkerMirroredStrategy, one worker process per replica, from TF_CONFIG.
+
+    def join(self, config: Config) -> tuple[int, int]:
+        """Create the strategy (before any other TensorFlow op); returns (this worker's rank, replicas)."""
+        on_gpu = parse_device(config.device)[0] == "cuda"
+        implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL if on_gpu
+                          else tf.distribute.experimental.CommunicationImplementation.RING)
+        self._strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation))
+        # The strategy connects to its peers lazily; one collective here makes joining mean what it means for
+        # torch: every worker is up.
+        self.agree_min(0)
+        return int(self._strategy.cluster_resolver.task_id), int(self._strategy.num_replicas_in_sync)
+
+    def no_sync_step(self) -> Callable[[], object]:
+        """The same step on an independent, non-distributed copy of the model: no cross-replica reduction."""
+        strategy, self._strategy = self._strategy, None
+        try:
+            return self.prepare(self._config, self._data)
+        finally:
+            self._strategy = strategy
+
+    def gradient_bytes(self) -> int:
+        return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in self.model.trainable_variables)
+
+    def allreduce_step(self) -> Callable[[], object]:
+        """One SUM all-reduce of a gradient-sized fp32 buffer with the strategy's own collective."""
+        strategy = self._strategy
+        with strategy.scope():
+            buffer = tf.zeros([self.gradient_bytes() // 4], tf.float32)
+
+        @tf.function
+        def allreduce():
+            return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, buffer))
+
+        return allreduce
+
+    def _sum_across(self, values: np.ndarray) -> np.ndarray:
+        strategy, tensor = self._strategy, tf.constant(values)
+
+        @tf.function
+        def reduce():
+            return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tensor))
+
+        return reduce().numpy()
+
+    def agree_min(self, value: int) -> int:
+        # The collective reduces by SUM or MEAN only: each rank writes its proposal in its own slot.
+        rank, world = int(self._strategy.cluster_resolver.task_id), int(self._strategy.num_replicas_in_sync)
+        proposals = np.zeros(world)
+        proposals[rank] = value
+        return int(self._sum_across(proposals).min())
+
+    def all_gather(self, samples: list[float]) -> list[list[float]]:
+        """Every rank's list, by rank (the lists are equally long: the ranks agreed on the step count)."""
+        rank, world = int(self._strategy.cluster_resolver.task_id), int(self._strategy.num_replicas_in_sync)
+        rows = np.zeros((world, len(samples)))
+        rows[rank] = samples
+        return self._sum_across(rows).tolist()
+
+    def leave(self) -> None:
+        """Nothing to close: the strategy's servers end with the process."""
+
+    def data_parallel_settings(self, config: Config) -> dict:
+        strategy = self._strategy
+        implementation = ("NCCL" if parse_device(config.device)[0] == "cuda" else "RING")
+        return {"engine": "tf.distribute.MultiWorkerMirroredStrategy (loss / replicas, gradients SUM all-reduced: "
+                          "in Keras' apply_gradients for train, explicitly for forward-backward)",
+                "collective_backend": implementation,
+                "launcher": "one worker process per replica, TF_CONFIG",
+                "world_size": int(strategy.num_replicas_in_sync) if strategy is not None else None,
+                "no_sync_ceiling": "the same step on a non-distributed copy of the model in every worker"}
 
     def synchronize(self) -> None:
         # Eager execution is synchronous on the CPU; GPU kernels may still be queued when a call returns.

@@ -37,7 +37,7 @@ def time_step(
     iters: int,
     max_time_s: float | None = None,
     on_progress: Progress | None = None,
-    on_burn_in_end: Callable[[float | None], None] | None = None,
+    on_burn_in_end: Callable[[float | None], int | None] | None = None,
     trace_count: Callable[[], int] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Timing:
@@ -53,7 +53,9 @@ def time_step(
     ``on_progress`` receives the new samples with each (throttled) report, so a caller can keep them even if the
     process dies later; reports happen between samples, never inside one. ``on_burn_in_end`` is called once
     between burn-in and the timed loop with the first step's time (None without burn-in), e.g. to close one
-    peak-memory window and open the next.
+    peak-memory window and open the next. If it returns a number, that many timed steps are taken (at most
+    ``iters``; fewer count as ``capped``): data-parallel ranks agree on one count there, since a rank that stopped
+    early would leave the others waiting in the next exchange.
     """
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0. Received: warmup={warmup}")
@@ -70,11 +72,13 @@ def time_step(
         if first_step_ms is None:
             first_step_ms = (clock() - start) * 1e3
         report("warmup", done + 1, warmup)
-    if on_burn_in_end is not None:
-        on_burn_in_end(first_step_ms)
+    if on_burn_in_end is not None and (decided := on_burn_in_end(first_step_ms)) is not None:
+        capped = decided < iters
+        iters = max(1, min(iters, decided))
+    else:
+        capped = False
 
     minimum = min(MIN_SAMPLES, iters)
-    capped = False
     # Without burn-in the first timed call is also the one that traces or compiles: count from after it.
     traces_before = trace_count() if trace_count is not None and warmup > 0 else None
     # Python's cyclic garbage collector would otherwise pause some steps at random; timeit disables it too.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,6 +35,8 @@ class TorchBackend:
         self.images: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self._step: Callable[[], object] | None = None
+        self._data_parallel = False  # joined a process group: prepare() wraps the model in DDP
 
     def configure(self, config: Config, threads: int) -> None:
         torch.set_num_threads(threads)
@@ -67,7 +70,11 @@ class TorchBackend:
             torch.backends.cudnn.allow_tf32 = False
         return kind
 
-    def prepare(self, config: Config) -> Callable[[], object]:
+    def prepare(self, config: Config, data: tuple[np.ndarray, np.ndarray] | None = None) -> Callable[[], object]:
+        self._step = self._prepare(config, data)
+        return self._step
+
+    def _prepare(self, config: Config, data: tuple[np.ndarray, np.ndarray] | None) -> Callable[[], object]:
         kind = self._use_device(config.device)
         if kind == "cuda":
             # cuDNN picks the fastest algorithm for these fixed shapes during burn-in.
@@ -78,7 +85,11 @@ class TorchBackend:
         model = zoo.build(config.model, "torch").to(self._device)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         model = model.to(memory_format=memory_format)
-        images_np, labels_np = host_data(spec.input_shape, spec.num_classes, config.batch_size)
+        if self._data_parallel:
+            # DDP broadcasts rank 0's weights, then all-reduces (averages) gradients in buckets during backward.
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self._device.index] if kind == "cuda" else None)
+        images_np, labels_np = data or host_data(spec.input_shape, spec.num_classes, config.batch_size)
         images = torch.from_numpy(images_np).to(self._device).contiguous(memory_format=memory_format)
         labels = torch.from_numpy(labels_np).to(self._device)
         self.model, self.images, self.labels = model, images, labels
@@ -128,6 +139,69 @@ class TorchBackend:
             return loss
 
         return step
+
+    # Data parallel (bench.rank): torch.distributed's process group, started by torch.distributed.run.
+
+    def join(self, config: Config) -> tuple[int, int]:
+        """Join the process group (NCCL on CUDA, one GPU per rank; gloo on CPU); returns (rank, world size)."""
+        import torch.distributed as dist
+
+        kind = self._use_device(config.device)
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo",
+                                device_id=self._device if kind == "cuda" else None)
+        self._data_parallel = True
+        return dist.get_rank(), dist.get_world_size()
+
+    def no_sync_step(self) -> Callable[[], object]:
+        """The prepared step under DDP's ``no_sync()``: the same work, gradients kept local."""
+        step, model = self._step, self.model
+
+        def no_sync_step() -> object:
+            with model.no_sync():
+                return step()
+
+        return no_sync_step
+
+    def gradient_bytes(self) -> int:
+        """What DDP all-reduces per step: every trainable parameter's gradient (kept in the parameter's dtype)."""
+        return sum(p.numel() * p.element_size() for p in self.model.parameters() if p.requires_grad)
+
+    def allreduce_step(self) -> Callable[[], object]:
+        """One all-reduce of a gradient-sized fp32 buffer with torch.distributed's own collective."""
+        import torch.distributed as dist
+
+        buffer = torch.zeros(self.gradient_bytes() // 4, dtype=torch.float32, device=self._device)
+        return lambda: dist.all_reduce(buffer)
+
+    def agree_min(self, value: int) -> int:
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.int64, device=self._device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return int(tensor.item())
+
+    def all_gather(self, samples: list[float]) -> list[list[float]]:
+        """Every rank's list, by rank."""
+        import torch.distributed as dist
+
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, list(samples))
+        return gathered
+
+    def leave(self) -> None:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+    def data_parallel_settings(self, config: Config) -> dict:
+        import torch.distributed as dist
+
+        return {"engine": "torch.nn.parallel.DistributedDataParallel (gradient mean all-reduced in backward, "
+                          "25 MB buckets; buffers broadcast from rank 0 each forward)",
+                "collective_backend": dist.get_backend() if dist.is_initialized() else None,
+                "launcher": "torch.distributed.run (c10d rendezvous)",
+                "world_size": dist.get_world_size() if dist.is_initialized() else None,
+                "no_sync_ceiling": "the same step under DDP.no_sync()"}
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":

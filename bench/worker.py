@@ -60,6 +60,27 @@ class ProcessMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def describe(backend, config: Config, process_memory: ProcessMemory) -> dict[str, Any]:
+    """The framework, device and settings of ``config`` as ``backend`` reports them; a failing report becomes
+    its error text, since versions are worth having but never at the cost of the result."""
+    described: dict[str, Any] = {}
+    for key, report in (("framework", backend.framework_info), ("device", lambda: backend.device_info(config)),
+                        ("settings", lambda: backend.settings(config))):
+        try:
+            described[key] = report()
+        except Exception as error:
+            described[key] = {"error": f"{type(error).__name__}: {error}"}
+    described["settings"]["peak_memory"] = ("device allocator" if backend.peak_memory_bytes() is not None
+                                            else process_memory.window)
+    return described
+
+
+def peak_memory_bytes(backend, process_memory: ProcessMemory) -> int:
+    """The device allocator's peak, or on a CPU the process's peak resident memory, in the current window."""
+    device_peak = backend.peak_memory_bytes()
+    return device_peak if device_peak is not None else process_memory.peak_bytes()
+
+
 def run_config(config: Config, emit) -> dict[str, Any]:
     """Time ``config``; returns the result fields (status, reason, samples...), settings and facts."""
     threads = config.threads or os.cpu_count() or 1
@@ -76,20 +97,10 @@ def run_config(config: Config, emit) -> dict[str, Any]:
     burn_in: dict[str, Any] = {}
 
     def facts() -> dict[str, Any]:
-        described: dict[str, Any] = {}
-        for key, describe in (("framework", backend.framework_info), ("device", lambda: backend.device_info(config)),
-                              ("settings", lambda: backend.settings(config))):
-            try:
-                described[key] = describe()
-            except Exception as error:  # versions are worth having, but never at the cost of the result
-                described[key] = {"error": f"{type(error).__name__}: {error}"}
-        described["settings"]["peak_memory"] = ("device allocator" if backend.peak_memory_bytes() is not None
-                                                else process_memory.window)
-        return described
+        return describe(backend, config, process_memory)
 
     def peak_memory() -> int:
-        device_peak = backend.peak_memory_bytes()
-        return device_peak if device_peak is not None else process_memory.peak_bytes()
+        return peak_memory_bytes(backend, process_memory)
 
     def end_burn_in(first_step_ms: float | None) -> None:
         burn_in.update(first_step_ms=first_step_ms, burn_in_peak_memory_bytes=peak_memory())

@@ -52,6 +52,13 @@ def variant(compile_: bool, channels_last: bool) -> str:
     return ", ".join(name for name, on in (("compile", compile_), ("channels-last", channels_last)) if on)
 
 
+def replicas(count: int | None, nodes: int = 1) -> str:
+    """A data-parallel configuration's replicas ("x2", "x2 x2 machines"); empty for one plain process."""
+    if count is None:
+        return ""
+    return f"x{count}" + (f" x{nodes} machines" if nodes > 1 else "")
+
+
 def setting(value: object) -> str:
     """A recorded setting as text: yes/no for booleans, "none" for an unset one."""
     if value is None:

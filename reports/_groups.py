@@ -43,7 +43,7 @@ def labelled_results(runs: Sequence[Run]) -> list[LabelledResult]:
 def setting(entry: LabelledResult) -> tuple:
     """What must be equal for two results to be compared as frameworks doing the same work on the same machine."""
     config = entry.result.config
-    return entry.run, config.device, config.precision, config.batch_size
+    return entry.run, config.device, config.precision, config.batch_size, config.replicas, config.nodes
 
 
 def sort_key(entry: LabelledResult) -> tuple:
@@ -77,7 +77,8 @@ def series_name(entry: LabelledResult, with_run: bool) -> str:
 def _fields(config: Config) -> dict[str, str]:
     return {"model": config.model, "framework": config.framework, "device": config.device, "mode": config.mode,
             "batch": f"b{config.batch_size}", "precision": config.precision,
-            "variant": _format.variant(config.compile, config.channels_last)}
+            "variant": _format.variant(config.compile, config.channels_last),
+            "replicas": _format.replicas(config.replicas, config.nodes)}
 
 
 def short_labels(configs: Sequence[Config]) -> tuple[list[str], str]:

@@ -35,6 +35,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("batch", "batch", True),
     Column("framework", "framework", False),
     Column("variant", "variant", False),
+    Column("replicas", "replicas", False),
     Column("median", "median ms", True),
     Column("ci", "CI ms", True, drop_order=7),
     Column("ms_per_image", "ms/image", True, drop_order=5),
@@ -64,7 +65,9 @@ def columns_for(group: Sequence[LabelledResult], shown_in_title: Sequence[str] =
     varying = [name for name in ("device", "precision")
                if name not in shown_in_title and len({getattr(e.result.config, name) for e in group}) > 1]
     with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
+    with_replicas = any(entry.result.config.replicas is not None for entry in group)
     return ((["run"] if with_run else []) + varying + ["framework", "batch"] + (["variant"] if with_variant else [])
+            + (["replicas"] if with_replicas else [])
             + [column.key for column in COLUMNS if column.numeric and column.key != "batch"])
 
 
@@ -82,6 +85,7 @@ def rows(group: Sequence[LabelledResult]) -> list[Row]:
             "batch": str(config.batch_size),
             "framework": config.framework,
             "variant": _format.variant(config.compile, config.channels_last),
+            "replicas": _format.replicas(config.replicas, config.nodes) or "1 process",
             "median": (NOISY_MARK if derived["noisy"] else "") + _format.milliseconds(derived["median_ms"]),
             "ci": _format.confidence_interval(derived["median_ci_ms"]),
             "ms_per_image": _format.milliseconds(derived["ms_per_image"]),
@@ -121,7 +125,7 @@ def legend(results: Sequence, dropped: Sequence[str] = ()) -> list[str]:
     lines = []
     if results:
         lines.append(f"CI: {ci_description(results)}. vs fastest: median time over the fastest median at the same "
-                     "device, precision and batch size")
+                     "device, precision, batch size and replicas")
     derived = [result.derived() for result in results]
     if any(d["noisy"] for d in derived):
         from bench.stats import NOISY_IQR_RATIO

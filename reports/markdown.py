@@ -12,7 +12,7 @@ from tabulate import tabulate
 from bench.modes import MODES
 from bench.record import Run
 from bench.stats import NOISY_IQR_RATIO
-from reports import _format, _rows
+from reports import _format, _rows, scaling
 from reports._environment import merged_environment_rows
 from reports._files import ensure_folder
 from reports._groups import (
@@ -46,11 +46,12 @@ def write_report(runs: list[Run], out_path: str | Path) -> Path:
     scaling_charts = plot_batch_scaling(runs, out_path.parent, out_path.stem)
     entries = labelled_results(runs)
     measured = [entry for entry in entries if entry.result.status == "ok"]
+    replica_charts = scaling.plot_scaling(scaling.scaling_rows(measured), out_path.parent, out_path.stem)
     with_run = len(runs) > 1
     sections = [
         _heading(runs),
         _environment_section(runs),
-        _results_section(measured, with_run, median_charts, scaling_charts),
+        _results_section(measured, with_run, median_charts, scaling_charts, replica_charts),
         _settings_section(entries, with_run),
         _methodology_section(runs),
         _not_measured_section([entry for entry in entries if entry.result.status != "ok"], with_run),
@@ -77,7 +78,7 @@ def _environment_section(runs: Sequence[Run]) -> str:
 
 
 def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_charts: dict[str, Path],
-                     scaling_charts: dict[str, Path]) -> str:
+                     scaling_charts: dict[str, Path], replica_charts: dict[str, Path]) -> str:
     if not measured:
         return "## Results\n\nNo configuration was measured."
     results = [entry.result for entry in measured]
@@ -102,13 +103,24 @@ def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_
             parts.append(_scaling_tables(model, [entry for entry in measured if entry.result.config.model == model],
                                         with_run))
             parts.append(f"![{model}: throughput against batch size]({scaling_charts[model].name})")
+        parallel = scaling.by_model_and_mode(scaling.scaling_rows(
+            [entry for entry in measured if entry.result.config.model == model]))
+        for (_, mode), rows in parallel.items():
+            parts.append(f"#### Data-parallel scaling of {model}, {mode}\n\n"
+                         + _table(scaling.HEADERS, [scaling.cells(row) for row in rows],
+                                  text_columns={"framework", "replicas"}))
+        if parallel:
+            parts.append(scaling.LEGEND)
+        if model in replica_charts:
+            parts.append(f"![{model}: data-parallel scaling]({replica_charts[model].name})")
     return "\n\n".join(parts)
 
 
 def _mode_section(mode: str, group: Sequence[LabelledResult], with_run: bool) -> str:
     with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
+    with_replicas = any(entry.result.config.replicas is not None for entry in group)
     keys = ((["run"] if with_run else []) + ["device", "precision", "batch", "framework"]
-            + (["variant"] if with_variant else [])
+            + (["variant"] if with_variant else []) + (["replicas"] if with_replicas else [])
             + [column.key for column in _rows.COLUMNS if column.numeric and column.key != "batch"])
     headers = [_rows.COLUMN_BY_KEY[key].header for key in keys]
     table_rows = [[row.cells[key] for key in keys] for row in _rows.rows(group)]
@@ -129,7 +141,7 @@ def _speedup_lines(group: Sequence[LabelledResult], with_run: bool) -> list[str]
     for entry in group:
         by_setting.setdefault(setting(entry), []).append(entry)
     lines = []
-    for (run, device, precision, batch_size), entries in by_setting.items():
+    for (run, device, precision, batch_size, replicas, nodes), entries in by_setting.items():
         if len(entries) < 2:
             continue
         fastest, *others = sorted(entries, key=lambda entry: entry.median_ms)
@@ -145,7 +157,9 @@ def _speedup_lines(group: Sequence[LabelledResult], with_run: bool) -> list[str]
                 comparisons.append(f"{_name(fastest)} against {_name(other)}: no claim, {change.why}")
             else:
                 comparisons.append(f"{_name(fastest)} and {_name(other)} are not distinguishable ({change.why})")
-        lines.append(f"- {where}{device}, {precision}, batch {batch_size}: " + "; ".join(comparisons) + ".")
+        parallel = f", {_format.replicas(replicas, nodes)} replicas" if replicas is not None else ""
+        lines.append(f"- {where}{device}, {precision}, batch {batch_size}{parallel}: " + "; ".join(comparisons)
+                     + ".")
     return lines
 
 

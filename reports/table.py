@@ -17,7 +17,7 @@ from rich.text import Text
 
 from bench.modes import MODES
 from bench.record import Result, Run
-from reports import _format, _rows
+from reports import _format, _rows, scaling
 from reports._environment import environment_rows, environment_summary
 from reports._groups import LabelledResult, by_model_and_mode, short_labels
 from reports.compare import SIGNIFICANCE, VERDICTS, Comparison
@@ -37,6 +37,16 @@ def render_run(source: Run | Sequence[Result], console: Console, *, with_environ
     legend = _rows.legend([entry.result for entry in measured], dropped)
     if legend:
         console.print(Text("\n".join(legend), style="dim"))
+    parallel = scaling.by_model_and_mode(scaling.scaling_rows(measured))
+    scaling_left_out: list[str] = []
+    for (model, mode), rows in parallel.items():
+        table, left_out = scaling_table(model, mode, rows, console.width)
+        console.print(table)
+        scaling_left_out = scaling_left_out or left_out
+    if parallel:
+        narrow = (f" Narrow terminal: left out {', '.join(scaling_left_out)}; widen it or see report.md."
+                  if scaling_left_out else "")
+        console.print(Text(scaling.LEGEND + narrow, style="dim"))
     unmeasured = [result for result in results if result.status != "ok"]
     if unmeasured:
         console.print(not_measured_table(unmeasured))
@@ -47,6 +57,27 @@ def render_run(source: Run | Sequence[Result], console: Console, *, with_environ
             console.print(environment_table(run))
         else:
             console.print(Text("\n".join(environment_summary(run.environment)), style="dim"), soft_wrap=False)
+
+
+def scaling_table(model: str, mode: str, rows: Sequence[scaling.ScalingRow], width: int = 10_000
+                  ) -> tuple[Table, list[str]]:
+    """The scaling table of a model and mode, giving up ``scaling.DROP_ORDER`` columns to fit ``width``."""
+    left_out: list[str] = []
+    candidates = list(scaling.DROP_ORDER)
+    while True:
+        keep = [index for index, header in enumerate(scaling.HEADERS) if header not in left_out]
+        table = Table(title=f"{model} — {mode} — data-parallel scaling", title_justify="left", box=box.SIMPLE_HEAD,
+                      padding=(0, 1), pad_edge=False)
+        for index in keep:
+            header = scaling.HEADERS[index]
+            table.add_column(header.replace(" ", "\n", 1), no_wrap=True,  # two-line headers: narrower columns
+                             justify="left" if header in ("framework", "replicas") else "right")
+        for row in rows:
+            cells = scaling.cells(row)
+            table.add_row(*(cells[index] for index in keep))
+        if not candidates or _width(table) <= width:
+            return table, left_out
+        left_out.append(candidates.pop(0))
 
 
 def environment_table(run: Run) -> Table:
