@@ -56,7 +56,7 @@ _CONFIG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "VARCHAR"), ("framework", "VARCHAR"), ("device", "VARCHAR"), ("mode", "VARCHAR"),
     ("batch_size", "INTEGER"), ("precision", "VARCHAR"), ("compile", "BOOLEAN"), ("channels_last", "BOOLEAN"),
     ("threads", "INTEGER"), ("warmup", "INTEGER"), ("iters", "INTEGER"), ("max_time_s", "DOUBLE"),
-    ("repeats", "INTEGER"),
+    ("repeats", "INTEGER"), ("replicas", "INTEGER"), ("nodes", "INTEGER"),
 )
 _MEASURED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("status", "VARCHAR"), ("reason", "VARCHAR"), ("partial", "BOOLEAN"), ("capped", "BOOLEAN"),
@@ -64,7 +64,8 @@ _MEASURED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("median_ci_level", "DOUBLE"), ("median_ci_basis", "VARCHAR"), ("processes", "INTEGER"),
     ("process_spread", "DOUBLE"), ("mean_ms", "DOUBLE"), ("std_ms", "DOUBLE"), ("min_ms", "DOUBLE"),
     ("max_ms", "DOUBLE"), ("iqr_ms", "DOUBLE"), ("p5_ms", "DOUBLE"), ("p95_ms", "DOUBLE"), ("noisy", "BOOLEAN"),
-    ("images_per_s", "DOUBLE"), ("ms_per_image", "DOUBLE"), ("gflops_per_s", "DOUBLE"), ("mfu", "DOUBLE"),
+    ("global_batch", "INTEGER"), ("images_per_s", "DOUBLE"), ("ms_per_image", "DOUBLE"), ("gflops_per_s", "DOUBLE"),
+    ("mfu", "DOUBLE"),
     ("first_step_ms", "DOUBLE"), ("peak_memory_bytes", "BIGINT"), ("burn_in_peak_memory_bytes", "BIGINT"),
     ("macs_per_image", "BIGINT"), ("flops_per_step", "BIGINT"), ("peak_gflops_per_s", "DOUBLE"),
     ("settings", "VARCHAR"), ("process_sample_counts", "INTEGER[]"), ("samples_ms", "DOUBLE[]"),
@@ -676,7 +677,7 @@ class History:
 
 # Configurations are listed in the order people scan them: model, framework, device, mode, batch size, the rest.
 _ORDER_COLUMNS = ("model", "framework", "device", "mode", "batch_size", "precision", "compile", "channels_last",
-                  "threads")
+                  "threads", "replicas", "nodes")
 
 
 def _lock_holder(message: str) -> str:
