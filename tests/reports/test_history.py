@@ -200,18 +200,22 @@ def test_two_processes_adding_at_the_same_moment_both_get_in(tmp_path, location)
 def test_a_lock_held_too_long_is_one_clear_line(tmp_path, location):
     History(location).add([Run(environment=ENVIRONMENT, results=[result()])])
     write_synthetic(tmp_path / "run", 1, [result(seed=1)])
-    probe = ("import sys\nfrom reports.history import History, HistoryLockedError\n"
-             "try:\n    History(sys.argv[1], lock_timeout_s=0.5).add_paths([sys.argv[2]])\n"
-             "except HistoryLockedError as error:\n    print(error)\n")
-    holder = duckdb.connect(str(location))
+    # Another process holds the write lock and keeps it (DuckDB's lock is per process, so it must be another).
+    hold = ("import sys, time, duckdb\nconnection = duckdb.connect(sys.argv[1])\nprint('holding', flush=True)\n"
+            "time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(location)], stdout=subprocess.PIPE, text=True)
     try:
-        completed = subprocess.run([sys.executable, "-c", probe, str(location), str(tmp_path / "run")], cwd=REPO,
-                                   capture_output=True, text=True, timeout=60)
+        assert holder.stdout.readline() == "holding\n"
+        waits: list[str] = []
+        with pytest.raises(HistoryLockedError) as raised:
+            History(location, lock_timeout_s=0.5, on_wait=waits.append).add_paths([tmp_path / "run"])
     finally:
-        holder.close()
-    assert completed.stdout.strip() == (f"history: {location} stayed locked by another process (PID {os.getpid()}) "
-                                        "for 0.5 s; try again when it has finished"), completed.stderr
-    assert HistoryLockedError.__mro__[1].__name__ == "HistoryError"
+        holder.kill()
+        holder.wait()
+    assert str(raised.value) == (f"history: {location} stayed locked by another process (PID {holder.pid}) for "
+                                 "0.5 s; try again when it has finished")
+    assert waits == [f"history: {location} is locked by another process (PID {holder.pid}); waiting up to 0.5 s"]
+    assert History(location).add_paths([tmp_path / "run"]).added == 1  # once it is free, the run gets in
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "foreign"])
