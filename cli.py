@@ -1,4 +1,5 @@
-"""Command line: ``python cli.py list | verify | bench | peak | show | report | export | compare | interleave``.
+"""Command line: ``python cli.py list | verify | bench | peak | show | report | export | compare | interleave |
+history``.
 
 A thin layer over ``zoo``, ``bench`` and ``reports``: it parses, validates and prints. Every error is one line
 on stderr and an exit code (2 for bad usage, 1 for a failure); ``--debug`` shows the traceback instead.
@@ -143,6 +144,34 @@ def _batch_sizes(value: str) -> list[int]:
     return sizes
 
 
+def _replica_counts(value: str | None) -> list[int | None]:
+    if value is None:
+        return [None]
+    counts = []
+    for item in _split(value, "replicas"):
+        if not item.lstrip("-").isdigit() or int(item) < 1:
+            raise CliError(f"--replicas takes whole numbers >= 1 (comma list), received {item!r}", exit_code=2)
+        counts.append(int(item))
+    return counts
+
+
+def _cluster(hosts: str | None, node_rank: int, replicas: list[int | None], devices: list[str]):
+    """The machines of a data-parallel run, checked against the replica counts and devices."""
+    from bench.data_parallel import Cluster, ClusterError, check_replicas
+
+    try:
+        cluster = Cluster.parse(hosts, node_rank)
+        if cluster.hosts and replicas == [None]:
+            raise ClusterError("--hosts runs data-parallel configurations: give --replicas (per machine) too")
+        for count in replicas:
+            for device in devices:
+                if count is not None:
+                    check_replicas(count, device)
+    except ClusterError as error:
+        raise CliError(str(error), exit_code=2) from None
+    return cluster
+
+
 def _devices(value: str) -> list[str]:
     from bench.backend import parse_device
 
@@ -198,9 +227,19 @@ TimeoutOption = Annotated[float, typer.Option(help="Seconds before a configurati
 PeakOption = Annotated[bool, typer.Option(help="Measure the device's matmul peak (cached) to report MFU.")]
 RepeatsOption = Annotated[int, typer.Option(help="Fresh worker processes per configuration, spread over the run in "
                                             "rounds; statistics then come from the per-process medians.")]
+ReplicasOption = Annotated[str | None, typer.Option(
+    help="Data parallel: comma list of replica counts per machine (torch DDP, tf MultiWorkerMirroredStrategy), "
+         "each replica on --batch-size images; on a CPU each gets cores / N threads.", show_default=False)]
+HostsOption = Annotated[str | None, typer.Option(
+    help="Data parallel over machines: HOST:PORT of every machine, the first the rendezvous; run the same "
+         "command on each with its --node-rank.", show_default=False)]
+NodeRankOption = Annotated[int, typer.Option(help="This machine's index in --hosts; node 0 writes the run file.")]
 ThresholdOption = Annotated[str, typer.Option(help="Smallest change of a median that counts: 5% or 0.05.")]
 FailOnRegressionOption = Annotated[bool, typer.Option(
     "--fail-on-regression", help="Exit 1 when a configuration is slower or now fails.")]
+HistoryLocationOption = Annotated[Path | None, typer.Option(
+    "--history", help="The run history database [default: $CONVBENCH_HISTORY, else "
+    "~/.local/share/convbench/history.duckdb].", show_default=False)]
 
 
 def _check_protocol(warmup: int, iters: int, repeats: int, max_time: float, threads: int | None,
@@ -218,7 +257,7 @@ def _check_protocol(warmup: int, iters: int, repeats: int, max_time: float, thre
 
 def _configs(models: list[str], frameworks: str, device: str, modes: str, batch_size: str, precision: str,
              compile_: bool, channels_last: bool, threads: int | None, warmup: int, iters: int, max_time: float,
-             repeats: int):
+             repeats: int, replicas: list[int | None] = (None,), nodes: int = 1):
     """Every configuration the options name (their cross product), each option checked first."""
     from bench.modes import MODES
     from bench.record import PRECISIONS
@@ -229,7 +268,7 @@ def _configs(models: list[str], frameworks: str, device: str, modes: str, batch_
         _models(models), chosen_frameworks, _devices(device), _choices(modes, "mode", list(MODES)),
         _batch_sizes(batch_size), _choices(precision, "precision", PRECISIONS), compile=compile_,
         channels_last=channels_last, threads=threads, warmup=warmup, iters=iters, max_time_s=max_time or None,
-        repeats=repeats,
+        repeats=repeats, replicas=replicas, nodes=nodes,
     )
     _require_frameworks(chosen_frameworks)
     return configs
@@ -264,15 +303,21 @@ def bench(
     timeout: TimeoutOption = 900.0,
     peak: PeakOption = True,
     repeats: RepeatsOption = 1,
+    replicas: ReplicasOption = None,
+    hosts: HostsOption = None,
+    node_rank: NodeRankOption = 0,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<UTC timestamp>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the results already in --out.")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder: configurations already ok "
                                                 "there are kept, the others run. Without MODEL, the run's own "
                                                 "planned configurations.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run file on stdout and nothing else.")] = False,
+    history: HistoryLocationOption = None,
+    no_history: Annotated[bool, typer.Option("--no-history", help="Do not add the run to the run history.")] = False,
 ) -> None:
     """Time models across frameworks, devices, modes, batch sizes and precisions, each configuration in its own
-    worker process. Writes OUT/results.json after every worker process and OUT/report.md at the end.
+    worker process. Writes OUT/results.json after every worker process and OUT/report.md at the end, and adds the
+    run to the run history (`history show`, `history check`) when it ends, also when it is stopped.
 
     Exit code: 0 when something was measured and nothing failed, 1 when a configuration failed,
     2 when nothing could be measured (every configuration skipped) or for bad input,
@@ -295,11 +340,17 @@ def bench(
             raise CliError(f"cannot resume: {error}", exit_code=2) from None
         out = results_path(resume).parent
     if models:
+        replica_counts = _replica_counts(replicas)
+        cluster = _cluster(hosts, node_rank, replica_counts, _devices(device))
         configs = _configs(models, frameworks, device, modes, batch_size, precision, compile_, channels_last,
-                           threads, warmup, iters, max_time, repeats)
+                           threads, warmup, iters, max_time, repeats, replica_counts, cluster.nodes)
     else:
         configs = previous.planned or [result.config for result in previous.results]
         _require_frameworks(list(dict.fromkeys(config.framework for config in configs)))
+        cluster = _cluster(hosts, node_rank, [config.replicas for config in configs], [])
+    if not cluster.writes_run_file:
+        _take_part(configs, cluster, timeout, threads)
+        return
 
     out = out if out is not None else _default_out()
     if previous is None and (out / "results.json").exists() and not force:
@@ -315,9 +366,13 @@ def bench(
     try:
         with interrupt_on_sigterm(), LiveProgress(configs, screen) as progress:
             run = run_configs(configs, results_file, timeout_s=timeout, observer=progress, threads=threads,
-                              measure_peaks=peak, resume=previous)
+                              measure_peaks=peak, resume=previous, cluster=cluster)
     except KeyboardInterrupt as stop:
+        if not no_history:
+            _add_run_to_history(results_file, history)
         raise _stopped(stop, results_file, f" (--resume {folder} continues the run)") from None
+    if not no_history:
+        _add_run_to_history(results_file, history)
 
     from reports.markdown import write_report
     from reports.table import render_run
@@ -339,6 +394,28 @@ def bench(
         for reason, count in reasons.items():
             errors.print(f"skipped {count} configuration(s): {reason}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+
+
+def _take_part(configs, cluster, timeout: float, threads: int | None) -> None:
+    """A machine other than node 0 of a data-parallel run: its ranks take part, node 0 writes the run file."""
+    from bench.runner import interrupt_on_sigterm, run_configs
+    from reports.live import LiveProgress
+
+    host, port = cluster.hosts[0]
+    errors.print(f"node {cluster.node_rank} of {cluster.nodes}: taking part; the run file is written on node 0 "
+                 f"({host})", markup=False, highlight=False)
+    try:
+        with interrupt_on_sigterm(), LiveProgress(configs, errors) as progress:
+            run = run_configs(configs, None, timeout_s=timeout, observer=progress, threads=threads,
+                              measure_peaks=False, cluster=cluster)
+    except KeyboardInterrupt as stop:
+        raise CliError(f"stopped by {getattr(stop, 'signal_name', 'SIGINT')}",
+                       exit_code=128 + getattr(stop, "signal_number", 2)) from None
+    for result in run.results:
+        console.print(f"{result.config.label()}: {result.status}" + (f" ({result.reason})" if result.reason else ""),
+                      markup=False, highlight=False, soft_wrap=True)
+    if any(result.status == "failed" for result in run.results):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -461,14 +538,18 @@ def report(
                                               "share one report.")],
     out: Annotated[str | None, typer.Option(help="Markdown file (default: report.md in the first run's folder); "
                                             "charts are written beside it.")] = None,
+    with_history: Annotated[bool, typer.Option(
+        "--history", help="Add a History section: the trend charts and check verdicts of the runs' configurations "
+                          "from the run history ($CONVBENCH_HISTORY, else ~/.local/share/convbench/history.duckdb)."
+                          )] = False,
 ) -> None:
     """Write a markdown report with its PNG charts beside it.
 
     Environment, results per model and mode, batch-size scaling, methodology,
     and the configurations that were skipped or failed.
 
-    Exit code: 0; 1 when a run file cannot be read or the report cannot be
-    written.
+    Exit code: 0; 1 when a run file cannot be read, the report cannot be
+    written, or (--history) the history database is locked or unreadable.
     """
     from reports.markdown import write_report
 
@@ -478,6 +559,14 @@ def report(
         written = write_report(loaded, out_path)
     except OSError as error:
         raise CliError(f"cannot write the report to {out_path}: {_os_reason(error)}", exit_code=1) from None
+    if with_history:
+        from reports.history import HistoryError
+        from reports.history_views import append_history_section
+
+        try:
+            append_history_section(written, loaded, _open_history(None))
+        except HistoryError as error:
+            raise CliError(f"{error} (the report is written without its History section)", exit_code=1) from None
     console.print(f"wrote {written}", markup=False, highlight=False)
 
 
@@ -585,6 +674,267 @@ def interleave(
     console.print(f"runs: {folder / 'base'}, {folder / 'new'}", markup=False, highlight=False)
     failed = any(result.status == "failed" for run in (base_run, new_run) for result in run.results)
     if failed or (fail_on_regression and comparison.has_regression):
+        raise typer.Exit(1)
+
+
+history_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="The run history: every bench run in an embedded database beside the run files (which stay the source of "
+         "truth), its trends per configuration and machine, and a check for slowdowns.",
+)
+app.add_typer(history_app, name="history")
+
+
+def _open_history(location: Path | None):
+    """The history at ``location`` (default: $CONVBENCH_HISTORY, else the user's data folder); a wait for another
+    process's lock is said once on stderr."""
+    from reports.history import History
+
+    return History(location, on_wait=lambda line: errors.print(line, markup=False, highlight=False, soft_wrap=True))
+
+
+def _add_run_to_history(results_file: Path, location: Path | None) -> None:
+    """Add a finished (or stopped) run to the history. The run is safe in its file whatever happens here, so any
+    failure is one warning line and never changes bench's exit code."""
+    if not results_file.exists():
+        return
+    try:
+        history = _open_history(location)
+        outcome = history.add_paths([results_file.parent])
+    except Exception as error:  # a broken history must not cost a run its exit code
+        errors.print(f"warning: the run was not added to the run history: {str(error).removeprefix('history: ')}",
+                     markup=False, highlight=False, soft_wrap=True)
+        return
+    if outcome.skipped:
+        errors.print(f"warning: the run was not added to the run history: {outcome.skipped[0][1]}", markup=False,
+                     highlight=False, soft_wrap=True)
+
+
+def _print_history_outcome(outcome, history) -> None:
+    """What import or rebuild did: one line of counts on stdout, one line per input that could not be used."""
+    runs, results = history.counts()
+    console.print(f"history {history.location}: {outcome.added} run(s) added, {outcome.updated} updated, "
+                  f"{outcome.unchanged} already there; it holds {runs} runs, {results} results", markup=False,
+                  highlight=False, soft_wrap=True)
+    for path, reason in outcome.skipped:
+        errors.print(f"skipped {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    for path in outcome.missing:
+        errors.print(f"no such file or folder: {path}", markup=False, highlight=False, soft_wrap=True)
+    for path in outcome.empty:
+        errors.print(f"no run file (results.json) in {path}", markup=False, highlight=False, soft_wrap=True)
+    if outcome.moved_aside is not None:
+        errors.print(f"the unreadable database file was moved to {outcome.moved_aside}", markup=False,
+                     highlight=False, soft_wrap=True)
+
+
+def _history_error(error: Exception) -> CliError:
+    return CliError(str(error), exit_code=1)
+
+
+@history_app.command("import")
+def history_import(
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Run files, run folders, or folders searched "
+                                                "for run files (results.json).", show_default=False)],
+    history: HistoryLocationOption = None,
+) -> None:
+    """Add runs to the history. A run already there is added once; a run completed since (bench --resume) has
+    its results replaced. The paths are remembered beside the database for `history rebuild`; run files are
+    only read.
+
+    Exit code: 0; 1 when a path does not exist or a run file cannot be read (the others are added), or the
+    database is locked, corrupt or not a history.
+    """
+    from reports.history import HistoryError
+
+    store = _open_history(history)
+    try:
+        outcome = store.add_paths(paths)
+        _print_history_outcome(outcome, store)
+    except HistoryError as error:
+        raise _history_error(error) from None
+    if outcome.missing or outcome.skipped:
+        raise typer.Exit(1)
+
+
+@history_app.command("rebuild")
+def history_rebuild(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        metavar="PATH", help="Run files or folders [default: every path added before, from the list beside "
+        "the database].", show_default=False)] = None,
+    history: HistoryLocationOption = None,
+) -> None:
+    """Recreate the history from the run files, as after a deleted or corrupt database. A file at the history's
+    path that is not a readable history is moved aside (`<name>.unreadable-<time>`), never deleted. A recorded
+    folder that no longer exists is named and left out.
+
+    Exit code: 0; 1 when a run file cannot be read (the others are added), a PATH given does not exist, no
+    paths are recorded, or the database is locked.
+    """
+    from reports.history import HistoryError
+
+    store = _open_history(history)
+    try:
+        outcome = store.rebuild(paths or None)
+        _print_history_outcome(outcome, store)
+    except HistoryError as error:
+        raise _history_error(error) from None
+    if outcome.skipped or (paths and outcome.missing):
+        raise typer.Exit(1)
+
+
+HistoryModelsArgument = Annotated[list[str] | None, typer.Argument(
+    metavar="MODEL", help="Models: names, comma lists or shell wildcards [default: all].", show_default=False)]
+HistoryFrameworkOption = Annotated[str | None, typer.Option(
+    "--framework", help="Comma list of torch, tf (pytorch, tensorflow).", show_default=False)]
+HistoryModeOption = Annotated[str | None, typer.Option("--mode", help="Comma list of modes.", show_default=False)]
+HistoryDeviceOption = Annotated[str | None, typer.Option("--device", help="Comma list of cpu, cuda, cuda:N.",
+                                                         show_default=False)]
+HistoryMachineOption = Annotated[str | None, typer.Option(
+    "--machine", help="Part of a machine's name (as `history show` prints it) or the start of its key.",
+    show_default=False)]
+HistorySinceOption = Annotated[str | None, typer.Option(
+    "--since", help="Only runs started on or after this UTC date or time (2026-03-01, 2026-03-01T12:00).",
+    show_default=False)]
+
+
+def _history_filters(models: list[str] | None, framework: str | None, mode: str | None, device: str | None,
+                     machine: str | None, since: str | None):
+    """The filters the options name, each checked first (bad input is exit 2)."""
+    import datetime
+
+    from bench.modes import MODES
+    from reports.history import Filters
+
+    since_time = None
+    if since is not None:
+        try:
+            since_time = datetime.datetime.fromisoformat(since)
+        except ValueError:
+            raise CliError(f"--since takes a date or time such as 2026-03-01 or 2026-03-01T12:00. Received: "
+                           f"{since!r}", exit_code=2) from None
+        if since_time.tzinfo is not None:
+            since_time = since_time.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    patterns = tuple(part.strip() for name in models or () for part in name.split(",") if part.strip())
+    return Filters(
+        models=patterns,
+        frameworks=tuple(_frameworks(framework)) if framework is not None else (),
+        modes=tuple(_choices(mode, "mode", list(MODES))) if mode is not None else (),
+        devices=tuple(_devices(device)) if device is not None else (),
+        machine=machine,
+        since=since_time,
+    )
+
+
+def _no_history_line(history) -> str:
+    return (f"history: nothing recorded in {history.location} yet; bench adds every run it makes, and "
+            "`python cli.py history import RUN_FOLDER...` adds earlier ones")
+
+
+@history_app.command("show")
+def history_show(
+    models: HistoryModelsArgument = None,
+    framework: HistoryFrameworkOption = None,
+    mode: HistoryModeOption = None,
+    device: HistoryDeviceOption = None,
+    machine: HistoryMachineOption = None,
+    since: HistorySinceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Also draw the median with its CI over time, one line per "
+                                              "configuration, into this PNG file.", show_default=False)] = None,
+    history: HistoryLocationOption = None,
+) -> None:
+    """Per configuration and machine: the number of runs, the latest one's date, and the latest, best and worst
+    median (ms per batch, lower is better; images/s, higher is better; --json adds the first run's date and the
+    best images/s). Figures of different machines are never mixed: each machine has its own table.
+
+    Exit code: 0; 1 when the database is locked, corrupt or not a history, or the plot cannot be written;
+    2 for bad input.
+    """
+    filters = _history_filters(models, framework, mode, device, machine, since)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise CliError(f"--plot writes a PNG image: give a file name ending in .png. Received: {str(plot)!r}",
+                       exit_code=2)
+    from reports.history import HistoryError
+    from reports.history_views import plot_series, render_trends
+
+    store = _open_history(history)
+    try:
+        trends = store.trends(filters)
+        series = store.series(filters) if plot is not None else []
+    except HistoryError as error:
+        raise _history_error(error) from None
+    if as_json:
+        _print_json({"history": str(store.location), "trends": [trend.to_dict() for trend in trends]})
+    elif not store.exists:
+        console.print(_no_history_line(store), markup=False, highlight=False, soft_wrap=True)
+    else:
+        render_trends(trends, console, store.location)
+    if plot is not None and not series:
+        errors.print(f"no chart written to {plot}: no measured configuration matches", markup=False,
+                     highlight=False, soft_wrap=True)
+    elif plot is not None:
+        try:
+            written = plot_series(series, plot, "median step time over the run history")
+        except OSError as error:
+            raise CliError(f"cannot write the plot to {plot}: {_os_reason(error)}", exit_code=1) from None
+        (errors if as_json else console).print(f"wrote {written}", markup=False, highlight=False, soft_wrap=True)
+
+
+@history_app.command("check")
+def history_check(
+    models: HistoryModelsArgument = None,
+    framework: HistoryFrameworkOption = None,
+    mode: HistoryModeOption = None,
+    device: HistoryDeviceOption = None,
+    machine: HistoryMachineOption = None,
+    since: HistorySinceOption = None,
+    metric: Annotated[str, typer.Option(help="time (median ms per batch, lower is better) or throughput "
+                                        "(images/s, higher is better); the verdicts agree, the figures differ.")
+                      ] = "time",
+    threshold: ThresholdOption = "5%",
+    fail_on_regression: Annotated[bool, typer.Option(
+        "--fail-on-regression", help="Exit 1 when a configuration is slower than its history.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+    history: HistoryLocationOption = None,
+) -> None:
+    """For each configuration and machine, whether its latest runs are slower than its history.
+
+    Method: each run counts by its median. For each segment of the latest 2 to 5 runs (the latest always
+    included), a one-sided Mann-Whitney U test of those runs' medians against the up to 20 runs before them;
+    slower when p < 0.0125 (0.05 over the 4 segments tried) and both the segment's median and the latest
+    run's are beyond the threshold of the earlier runs' median; faster likewise; "since" names the segment's
+    first run. The shortest segment is two runs: one slow run cannot be told from a step. Fewer runs than any
+    test can decide on (at least 5 before a segment, 9 in all) say "not enough history".
+
+    Measured on 2,000 synthetic histories of 25 runs whose medians vary by 5% from run to run: 1.9% false
+    alarms; a 20% step found in 97.0% two runs after it and 99.4% three runs after. At 10% variation: 2.8%
+    false alarms, 67.9% three runs after (README, Run history).
+
+    Exit code: 0; 1 with --fail-on-regression when a configuration is slower, or when the database is
+    locked, corrupt or not a history; 2 for bad input.
+    """
+    fraction = _threshold(threshold)
+    filters = _history_filters(models, framework, mode, device, machine, since)
+    from reports.history import HistoryError
+    from reports.history_trend import METRICS, check_series, points_needed
+    from reports.history_views import render_checks
+
+    if metric not in METRICS:
+        raise CliError(f"unknown --metric {metric!r}; accepted: {', '.join(METRICS)}", exit_code=2)
+    store = _open_history(history)
+    try:
+        checks = check_series(store.series(filters, last=points_needed()), METRICS[metric], fraction)
+    except HistoryError as error:
+        raise _history_error(error) from None
+    if as_json:
+        _print_json({"history": str(store.location), "metric": metric, "threshold": fraction,
+                     "checks": [check.to_dict() for check in checks]})
+    elif not store.exists:
+        console.print(_no_history_line(store), markup=False, highlight=False, soft_wrap=True)
+    else:
+        render_checks(checks, console, store.location, METRICS[metric], fraction)
+    if fail_on_regression and any(check.check.verdict == "slower" for check in checks):
         raise typer.Exit(1)
 
 

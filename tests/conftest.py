@@ -10,6 +10,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests that run bench or peak (and their subprocesses, which inherit this) never write the user's cache.
 os.environ["CONVBENCH_CACHE"] = tempfile.mkdtemp(prefix="convbench-test-cache-")
+# ... nor the user's run history.
+os.environ["CONVBENCH_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="convbench-test-history-"), "history.duckdb")
 
 # torch's FLOP counter imports triton, which crashes when it loads after TensorFlow; load it first.
 try:
