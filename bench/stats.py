@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 # A result whose interquartile range exceeds this fraction of its median is flagged as noisy.
 NOISY_IQR_RATIO = 0.10
@@ -58,14 +57,18 @@ def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, int]:
     """
     if n < 1:
         raise ValueError(f"need at least one sample. Received: n={n}")
-    lower = int(_scipy_stats.binom.ppf((1 - confidence) / 2, n, 0.5))
+    from scipy.stats import binom  # scipy.stats takes about a second to import: only where a CI is computed
+
+    lower = int(binom.ppf((1 - confidence) / 2, n, 0.5))
     lower = max(lower, 1)
     return lower, n - lower + 1
 
 
 def ci_coverage(n: int, low_rank: int) -> float:
     """Probability that [x_(r), x_(n-r+1)] of n values covers their distribution's median (r = ``low_rank``)."""
-    return float(1 - 2 * _scipy_stats.binom.cdf(low_rank - 1, n, 0.5))
+    from scipy.stats import binom
+
+    return float(1 - 2 * binom.cdf(low_rank - 1, n, 0.5))
 
 
 def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> MedianCI:

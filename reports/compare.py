@@ -23,8 +23,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from scipy.stats import mannwhitneyu
-
 from bench.record import Config, Result, Run
 
 SIGNIFICANCE = 0.01
@@ -119,6 +117,8 @@ def difference(base: Result, new: Result, threshold: float = DEFAULT_THRESHOLD, 
         basis, base_values, new_values = "process medians", base_processes, new_processes
     else:
         basis, base_values, new_values = "samples", base.samples_ms, new.samples_ms
+    from scipy.stats import mannwhitneyu  # imported where used: scipy.stats costs about a second to load
+
     p_value = float(mannwhitneyu(new_values, base_values, alternative="two-sided").pvalue)
     allowance = max([threshold, *((drift_allowance(base), drift_allowance(new)) if separate_sessions else ())])
     reachable = smallest_p(len(base_values), len(new_values))

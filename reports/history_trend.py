@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
 
 from reports.compare import DEFAULT_THRESHOLD
 from reports.history import Point, Series, iso_utc
@@ -131,6 +130,8 @@ def check_trends(series_values: Sequence[Sequence[float]], metric: Metric = METR
             key = (recent_count, len(window), "greater" if higher else "less", tied)
             pending.setdefault(key, []).append((segment, recent, window))
             found.append(segment)
+    from scipy.stats import mannwhitneyu  # imported where used: `history show` never needs scipy.stats
+
     for (_, _, tail, tied), entries in pending.items():
         # scipy's own choice for these sizes: the exact distribution, or the normal one where values tie.
         recents, windows = np.array([entry[1] for entry in entries]), np.array([entry[2] for entry in entries])
