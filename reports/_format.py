@@ -54,7 +54,7 @@ def variant(compile_: bool, channels_last: bool) -> str:
 
 def replicas(count: int | None, nodes: int = 1) -> str:
     """A data-parallel configuration's replicas ("x2", "x2 x2 machines"); empty for one plain process."""
-    if count is None:
+    if not count:
         return ""
     return f"x{count}" + (f" x{nodes} machines" if nodes > 1 else "")
 

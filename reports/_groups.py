@@ -43,7 +43,8 @@ def labelled_results(runs: Sequence[Run]) -> list[LabelledResult]:
 def setting(entry: LabelledResult) -> tuple:
     """What must be equal for two results to be compared as frameworks doing the same work on the same machine."""
     config = entry.result.config
-    return entry.run, config.device, config.precision, config.batch_size, config.replicas, config.nodes
+    # 0 replicas: one plain process, kept apart from (and sorted before) one data-parallel replica.
+    return entry.run, config.device, config.precision, config.batch_size, config.replicas or 0, config.nodes
 
 
 def sort_key(entry: LabelledResult) -> tuple:

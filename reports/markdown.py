@@ -28,7 +28,7 @@ from reports.compare import DEFAULT_THRESHOLD, SIGNIFICANCE, difference
 from reports.plots import plot_batch_scaling, plot_median_times
 
 TITLE = "CNN benchmark report"
-_TEXT_COLUMNS = {"run", "device", "precision", "framework", "variant", "mode", "series",
+_TEXT_COLUMNS = {"run", "device", "precision", "framework", "variant", "replicas", "mode", "series",
                  "configuration", "configurations", "status", "reason", "settings"}
 
 
@@ -87,7 +87,8 @@ def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_
         f"Times are per batch; the median is the headline figure. CI: {_rows.ci_description(results)}. "
         f"{_rows.NOISY_MARK} marks a noisy result (interquartile range above {NOISY_IQR_RATIO:.0%} of the median), "
         f"{_rows.ABOVE_PEAK_MARK} an MFU above 100% (see Methodology). *vs fastest* divides each median by the "
-        "fastest one at the same device, precision and batch size" + (" in the same run." if with_run else ".")
+        "fastest one at the same device, precision, batch size and replicas" + (" in the same run." if with_run
+                                                                                 else ".")
         + " Peak memory covers the timed steps; burn-in memory the burn-in, where autotuning and compilation take "
         "their workspaces.",
     ]
@@ -157,7 +158,7 @@ def _speedup_lines(group: Sequence[LabelledResult], with_run: bool) -> list[str]
                 comparisons.append(f"{_name(fastest)} against {_name(other)}: no claim, {change.why}")
             else:
                 comparisons.append(f"{_name(fastest)} and {_name(other)} are not distinguishable ({change.why})")
-        parallel = f", {_format.replicas(replicas, nodes)} replicas" if replicas is not None else ""
+        parallel = f", {_format.replicas(replicas, nodes)} replicas" if replicas else ""
         lines.append(f"- {where}{device}, {precision}, batch {batch_size}{parallel}: " + "; ".join(comparisons)
                      + ".")
     return lines

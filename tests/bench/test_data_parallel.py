@@ -221,6 +221,17 @@ def test_a_port_taken_before_the_launcher_binds_it_is_replaced(tmp_path, monkeyp
     assert chosen[0] == busy and len(chosen) == 2 and chosen[1] != busy
 
 
+@pytest.mark.gpu
+@pytest.mark.torch
+def test_ddp_on_a_gpu_runs_on_nccl_and_is_measured(tmp_path):
+    config = Config("alexnet", "torch", "cuda", "train", 32, replicas=1, warmup=3, iters=10)
+    (result,) = run_configs([config], tmp_path / "results.json", timeout_s=300, measure_peaks=False).results
+    assert result.status == "ok", result.reason
+    assert result.settings["data_parallel"]["collective_backend"] == "nccl"
+    assert result.allreduce_bytes == 61_100_840 * 4 and len(result.allreduce_samples_ms) > 0
+    assert result.derived()["no_sync_median_ms"] > 0 and result.peak_memory_bytes > 0
+
+
 # --- bad input -------------------------------------------------------------------------------------------------
 
 
@@ -301,3 +312,25 @@ def test_rank_messages_fit_one_pipe_write_whatever_the_sample_count(monkeypatch)
     messages = [json.loads(line) for line in written]
     assert [value for message in messages for value in message["samples"]] == samples
     assert {message["rank"] for message in messages} == {3}
+
+
+def test_a_report_holds_plain_and_data_parallel_results_of_one_model_apart(tmp_path):
+    from bench.record import Run, write_run
+    from reports.compare import compare_runs
+    from reports.markdown import write_report
+
+    def result(replicas: int | None, median_ms: float) -> Result:
+        config = Config("lenet", "torch", "cpu", "train", 8, replicas=replicas)
+        return Result(config=config, status="ok", samples_ms=(median_ms, median_ms * 1.01, median_ms * 0.99) * 4)
+
+    run = Run(environment={}, results=[result(None, 10.0), result(1, 11.0), result(2, 14.0)],
+              path=tmp_path / "results.json")
+    write_run(run.path, run)
+    report = write_report([run], tmp_path / "report.md").read_text()
+    assert "1 process" in report and "| x2 " in report
+    assert "Data-parallel scaling of lenet, train" in report and (tmp_path / "report-lenet-replicas.png").exists()
+    # compare pairs configurations by replica count: the 2-replica result is matched with its own kind only.
+    faster = Run(environment={}, results=[result(None, 10.0), result(1, 11.0), result(2, 7.0)])
+    comparison = compare_runs(run, faster)
+    verdicts = {pair.config.replicas: pair.difference.verdict for pair in comparison.compared}
+    assert verdicts == {None: "same", 1: "same", 2: "faster"}
