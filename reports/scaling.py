@@ -93,7 +93,8 @@ def by_model_and_mode(rows: Sequence[ScalingRow]) -> dict[tuple[str, str], list[
 LEGEND = (
     "Data parallel: each replica takes the batch size shown in the results, so the global batch grows with the "
     "replicas (weak scaling). step ms: median over steps of each step's time on its slowest rank. efficiency: "
-    "images/s over replicas x images/s of the 1-replica configuration in the same run. no-sync ms: the same step "
+    "images/s over replicas x images/s of the 1-replica configuration in the same run (n/a: the run has none for "
+    "that series; nothing is extrapolated). no-sync ms: the same step "
     "without gradient exchange (torch: under DDP.no_sync(); TensorFlow: a non-distributed copy in every worker), "
     "run on every replica at once; exchange = 1 - no-sync / step, the share of a step spent exchanging "
     "gradients. all-reduce GB/s: bus bandwidth of an all-reduce of the gradients' size with the engine's own "
