@@ -348,6 +348,10 @@ def bench(
         configs = previous.planned or [result.config for result in previous.results]
         _require_frameworks(list(dict.fromkeys(config.framework for config in configs)))
         cluster = _cluster(hosts, node_rank, [config.replicas for config in configs], [])
+        machines = {config.nodes for config in configs if config.replicas is not None}
+        if machines and machines != {cluster.nodes}:
+            raise CliError(f"the run to resume spans {max(machines)} machine(s); give the same --hosts and --node-rank "
+                           "as when it started", exit_code=2)
     if not cluster.writes_run_file:
         _take_part(configs, cluster, timeout, threads)
         return

@@ -3,8 +3,8 @@
 ``python data_parallel_step.py OUT_DIR REPLICAS MODEL[,MODEL...] FRAMEWORK``: with REPLICAS >= 1 it runs as a
 rank (started by torch's launcher or with TF_CONFIG) through the backend's own data-parallel step (torch DDP,
 MultiWorkerMirroredStrategy); with 0 as one plain process. Rank 0 (or the plain process) saves the weights
-after the step to OUT_DIR/<model>-<replicas>.npz; with REPLICAS > 0 each rank also saves the weights of the same
-step taken without gradient exchange (the no-sync step), which must differ. Dropout is switched off: a random
+after the step to OUT_DIR/<model>-<replicas>.npz; with REPLICAS > 0, for the first model, each rank also saves the
+weights of the same step taken without gradient exchange (the no-sync step), which must differ. Dropout is switched off: a random
 mask is not the same on two ranks as on one process.
 """
 
@@ -49,7 +49,7 @@ def main(out_dir: str, replicas: int, models: str, framework: str) -> None:
 
     backend = load_backend(framework)
     rank, world = 0, 1
-    for model in models.split(","):
+    for position, model in enumerate(models.split(",")):
         spec = zoo.get_spec(model)
         config = Config(model, framework, "cpu", "train", BATCH // max(replicas, 1), replicas=replicas or None,
                         warmup=0, iters=1)
@@ -60,7 +60,7 @@ def main(out_dir: str, replicas: int, models: str, framework: str) -> None:
             backend.configure(config, 1)
         images, labels = host_data(spec.input_shape, spec.num_classes, BATCH)
         share = slice(rank * config.batch_size, (rank + 1) * config.batch_size)
-        for kind in ("step", "no-sync") if replicas else ("step",):
+        for kind in ("step", "no-sync") if replicas and position == 0 else ("step",):
             step = backend.prepare(config, data=(images[share], labels[share]))
             _dropout_off(backend, framework)
             (backend.no_sync_step() if kind == "no-sync" else step)()
