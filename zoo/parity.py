@@ -97,10 +97,14 @@ def _relative(diff: float, scale: float) -> float:
 def _worst(pairs) -> tuple[float, float, str]:
     """Over ``(label, torch tensor, tf tensor as torch)``: the worst relative difference, its absolute one and its
     label."""
+    import torch
+
     worst_rel, worst_abs, worst_name = 0.0, 0.0, ""
     for label, expected, got in pairs:
-        # In torch, which reduces with every core: numpy took seconds over VGG's 103-million-value gradients.
-        diff, scale = float((expected - got).abs().max()), float(expected.abs().max())
+        # In torch, which reduces with every core: numpy took seconds over VGG's 103-million-value gradients. The
+        # difference is made absolute in place and the scale is an infinity norm: no further copy of either tensor.
+        diff = float(torch.sub(expected, got).abs_().max())
+        scale = float(torch.linalg.vector_norm(expected, float("inf")))
         rel = _relative(diff, scale)
         if not (np.isfinite(diff) and np.isfinite(scale)):  # a NaN or inf in either makes one of them so
             rel = diff = float("inf")  # a NaN would otherwise slip past every comparison
@@ -173,11 +177,13 @@ def randomise_batchnorm(torch_model, seed: int) -> None:
 
 
 def _twins(name: str, seed: int, **options) -> dict[str, tuple]:
-    """A torch model (eval mode) and its Keras twin holding the same weights and statistics, in float32 and float64.
+    """A torch model (eval mode) and its Keras twin holding the same weights and statistics, in float32 and float64;
+    the float64 pair comes with its torch model's module of every spec layer with weights.
 
     One torch model is built; its float32 weights go to the float32 Keras twin, and both are cast to float64
     for the float64 pair (a cast from float32 is exact, so all four hold the same values; casting the Keras
-    variables spares a second layout conversion of every kernel).
+    variables spares a second layout conversion of every kernel). The float64 model's layers are found by
+    tracing the float32 one: a trace runs the model once, and in float64 that pass alone took seconds on VGG.
     """
     import copy
 
@@ -185,21 +191,27 @@ def _twins(name: str, seed: int, **options) -> dict[str, tuple]:
     import torch
 
     import zoo
-    from zoo.transfer import torch_to_keras
+    from zoo.keras_common import zero_initial_weights
+    from zoo.transfer import torch_layers_by_spec_name, torch_to_keras
 
+    spec = zoo.get_spec(name)
     torch.manual_seed(seed)
     torch32 = zoo.build(name, "torch", **options).eval()
     randomise_batchnorm(torch32, seed)
-    keras32 = zoo.build(name, "tf", **options)
-    torch_to_keras(zoo.get_spec(name), torch32, keras32)
+    with zero_initial_weights():
+        keras32 = zoo.build(name, "tf", **options)
+    torch_to_keras(spec, torch32, keras32)
     torch64 = copy.deepcopy(torch32).to(torch.float64)
-    with _keras_dtype("float64"):
+    paths = {module: path for path, module in torch32.named_modules()}
+    modules64 = {layer: torch64.get_submodule(paths[module])
+                 for layer, module in torch_layers_by_spec_name(spec, torch32).items()}
+    with _keras_dtype("float64"), zero_initial_weights():
         keras64 = zoo.build(name, "tf", **options)
     for target, source in zip(keras64.weights, keras32.weights, strict=True):
         if target.path != source.path:
             raise ValueError(f"{name}: float64 Keras twin has {target.path} where float32 has {source.path}")
         target.assign(tf.cast(source, tf.float64))
-    return {"float32": (torch32, keras32), "float64": (torch64, keras64)}
+    return {"float32": (torch32, keras32), "float64": (torch64, keras64, modules64)}
 
 
 def _data(name: str, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -243,12 +255,13 @@ def _backward(torch_model, keras_model, images: np.ndarray, labels: np.ndarray, 
     return logits_torch.detach().numpy(), logits_tf.numpy(), grads_tf
 
 
-def _pairs(spec, torch_model, keras_model, labels: tuple[str, ...], keras_value, *, gradient: bool):
+def _pairs(spec, modules, keras_model, labels: tuple[str, ...], keras_value, *, gradient: bool):
     """``(layer.variable, torch tensor, Keras tensor in torch's layout)`` for the Keras variables named in
-    ``labels``, both torch tensors and views where possible: no copy of VGG's big kernels is made to compare them."""
-    from zoo.transfer import from_tensorflow, keras_variables, torch_layers_by_spec_name, torch_layout, torch_tensor
+    ``labels``, over ``modules`` (the torch module of each spec layer with weights), both torch tensors and views
+    where possible: no copy of VGG's big kernels is made to compare them."""
+    from zoo.transfer import from_tensorflow, keras_variables, torch_layout, torch_tensor
 
-    for layer_name, module in torch_layers_by_spec_name(spec, torch_model).items():
+    for layer_name, module in modules.items():
         kind = spec.layer(layer_name).kind
         for label, variable in keras_variables(keras_model.get_layer(layer_name)).items():
             if label not in labels:
@@ -260,18 +273,18 @@ def _pairs(spec, torch_model, keras_model, labels: tuple[str, ...], keras_value,
             yield f"{layer_name}.{label}", expected.detach().reshape(got.shape), got
 
 
-def _gradient_pairs(spec, torch_model, keras_model, grads_tf):
+def _gradient_pairs(spec, modules, keras_model, grads_tf):
     """Every trainable variable's gradient in both frameworks."""
     from zoo.transfer import TRAINABLE
 
-    return _pairs(spec, torch_model, keras_model, TRAINABLE, lambda variable: grads_tf[variable.path], gradient=True)
+    return _pairs(spec, modules, keras_model, TRAINABLE, lambda variable: grads_tf[variable.path], gradient=True)
 
 
-def _statistic_pairs(spec, torch_model, keras_model):
+def _statistic_pairs(spec, modules, keras_model):
     """Every BatchNorm moving mean and variance in both frameworks."""
     from zoo.transfer import STATISTICS
 
-    return _pairs(spec, torch_model, keras_model, STATISTICS, lambda variable: variable, gradient=False)
+    return _pairs(spec, modules, keras_model, STATISTICS, lambda variable: variable, gradient=False)
 
 
 def default_batch_size(name: str) -> int:
@@ -300,7 +313,7 @@ def _parity(name: str, batch_size: int, seed: int):
 
     # Dropout off (rate 0): inference ignores it, and training mode then differs from inference only in BatchNorm.
     twins = _twins(name, seed, **({"dropout": 0.0} if "dropout" in spec.kinds else {}))
-    torch_model, keras_model = twins.pop("float64")
+    torch_model, keras_model, modules = twins.pop("float64")
     batchnorm = "bn" in spec.kinds
     if batchnorm:
         logits_t, logits_tf = _logits(torch_model, keras_model, images)
@@ -311,12 +324,12 @@ def _parity(name: str, batch_size: int, seed: int):
         logits_t, logits_tf, grads_tf = _backward(torch_model, keras_model, images, labels, training=False)
     logits_diff = float(np.max(np.abs(logits_t - logits_tf)))
     logits_scale = float(np.max(np.abs(logits_t)))
-    worst_rel, worst_abs, worst_name = _worst(_gradient_pairs(spec, torch_model, keras_model, grads_tf))
+    worst_rel, worst_abs, worst_name = _worst(_gradient_pairs(spec, modules, keras_model, grads_tf))
     statistics: dict = {}
     if batchnorm:
-        stats_rel, _, stats_worst = _worst(_statistic_pairs(spec, torch_model, keras_model))
+        stats_rel, _, stats_worst = _worst(_statistic_pairs(spec, modules, keras_model))
         statistics = {"statistics_rel_diff": stats_rel, "worst_statistic": stats_worst}
-    del torch_model, keras_model
+    del torch_model, keras_model, modules
 
     torch32, keras32 = twins.pop("float32")
     logits32, logits32_tf = _logits(torch32, keras32, images.astype(np.float32))
