@@ -48,11 +48,14 @@ def _twin_and_logits(name: str, seed: int = 0):
     load_frameworks()
     import torch
 
+    from zoo.keras_common import zero_initial_weights
+
     torch.manual_seed(seed)
     spec = zoo.get_spec(name)
     torch_model = zoo.build(name, "torch").eval()
     randomise_batchnorm(torch_model, seed)
-    keras_model = zoo.build(name, "tf")
+    with zero_initial_weights():  # every weight comes from torch
+        keras_model = zoo.build(name, "tf")
     torch_to_keras(spec, torch_model, keras_model)
     images = np.random.default_rng(seed).standard_normal((1, *spec.input_shape), dtype=np.float32)
     with torch.no_grad():
@@ -65,27 +68,44 @@ def _logit_error(keras_model, images, expected) -> float:
     return float(np.max(np.abs(expected - got)) / np.max(np.abs(expected)))
 
 
-def _mutated(name: str, change):
+@pytest.fixture(scope="module")
+def twin_and_logits():
+    """``twin_and_logits(name)``: ``_twin_and_logits(name)``, made once per model for this module's mutation tests,
+    which only read it (each mutant is a clone given the torch weights)."""
+    cache = {}
+
+    def make(name: str):
+        if name not in cache:
+            cache[name] = _twin_and_logits(name)
+        return cache[name]
+
+    yield make
+    cache.clear()
+
+
+def _mutated(twin_and_logits, name: str, change):
     """The model's Keras twin rebuilt with ``change(layer, config)`` applied to every layer's config, holding the
     torch weights; with the unmutated twin's logit error and the mutant's."""
     import keras
 
+    from zoo.keras_common import zero_initial_weights
     from zoo.transfer import torch_to_keras
 
-    spec, torch_model, keras_model, images, expected = _twin_and_logits(name)
+    spec, torch_model, keras_model, images, expected = twin_and_logits(name)
 
     def clone(layer):
         config = layer.get_config()
         return layer.__class__.from_config(change(layer, config) or config)
 
-    mutant = keras.models.clone_model(keras_model, clone_function=clone)
+    with zero_initial_weights():
+        mutant = keras.models.clone_model(keras_model, clone_function=clone)
     torch_to_keras(spec, torch_model, mutant)  # the same weights fit: every kernel keeps its shape
     return _logit_error(keras_model, images, expected), _logit_error(mutant, images, expected), mutant
 
 
 @pytest.mark.torch
 @pytest.mark.tf
-def test_resnet50_with_the_stride_on_the_1x1_convolution_v1_is_another_network():
+def test_resnet50_with_the_stride_on_the_1x1_convolution_v1_is_another_network(twin_and_logits):
     def stride_on_conv1(layer, config):
         # The first block of stages 2-4 downsamples: v1.5 strides conv2 (3x3), v1 strides conv1 (1x1).
         if layer.name in {f"layer{stage}.0.conv1" for stage in (2, 3, 4)}:
@@ -94,14 +114,14 @@ def test_resnet50_with_the_stride_on_the_1x1_convolution_v1_is_another_network()
             config["strides"] = (1, 1)
         return config
 
-    twin, v1, mutant = _mutated("resnet50", stride_on_conv1)
+    twin, v1, mutant = _mutated(twin_and_logits, "resnet50", stride_on_conv1)
     assert mutant.get_layer("layer2.0.conv1").strides == (2, 2)
     assert twin <= FP32_LOGITS_RTOL < 100 * FP32_LOGITS_RTOL < v1
 
 
 @pytest.mark.torch
 @pytest.mark.tf
-def test_tensorflow_same_padding_on_a_strided_convolution_is_another_network():
+def test_tensorflow_same_padding_on_a_strided_convolution_is_another_network(twin_and_logits):
     """ResNet's 7x7/2 stem: "same" pads 2 rows above and 3 below where torch pads 3 and 3; the output size is the
     same (112), every window is shifted."""
 
@@ -112,7 +132,7 @@ def test_tensorflow_same_padding_on_a_strided_convolution_is_another_network():
             config["padding"] = "same"
         return config
 
-    twin, same, mutant = _mutated("resnet18", same_padding)
+    twin, same, mutant = _mutated(twin_and_logits, "resnet18", same_padding)
     assert mutant.get_layer("conv1_pad").padding == ((0, 0), (0, 0))
     assert mutant.get_layer("conv1").output.shape == (None, 112, 112, 64)
     assert twin <= FP32_LOGITS_RTOL < 100 * FP32_LOGITS_RTOL < same
@@ -120,7 +140,7 @@ def test_tensorflow_same_padding_on_a_strided_convolution_is_another_network():
 
 @pytest.mark.torch
 @pytest.mark.tf
-def test_googlenet_with_floor_mode_pooling_is_another_network():
+def test_googlenet_with_floor_mode_pooling_is_another_network(twin_and_logits):
     """Without the ceil mode's partial last window the stage pools give 55, 27, 13, 6 instead of 56, 28, 14, 7.
 
     maxpool4 (2x2/2) has no padding to remove: on 14 rows both modes give 7; on the 13 that floor-mode maxpool3
@@ -131,14 +151,14 @@ def test_googlenet_with_floor_mode_pooling_is_another_network():
             config["padding"] = ((0, 0), (0, 0))
         return config
 
-    twin, floor, mutant = _mutated("googlenet", floor_mode)
+    twin, floor, mutant = _mutated(twin_and_logits, "googlenet", floor_mode)
     assert [mutant.get_layer(f"maxpool{index}").output.shape[1] for index in (1, 2, 3, 4)] == [55, 27, 13, 6]
     assert twin <= FP32_LOGITS_RTOL < 10 * FP32_LOGITS_RTOL < floor  # measured: 4.3e-3
 
 
 @pytest.mark.torch
 @pytest.mark.tf
-def test_keras_default_batchnorm_epsilon_is_another_network():
+def test_keras_default_batchnorm_epsilon_is_another_network(twin_and_logits):
     """ResNet's BatchNorm divides by sqrt(var + 1e-5); Keras' default 1e-3 changes all twenty of them."""
     from zoo.keras_common import TorchBatchNormalization
 
@@ -147,7 +167,7 @@ def test_keras_default_batchnorm_epsilon_is_another_network():
             config["epsilon"] = 1e-3
         return config
 
-    twin, epsilon, _ = _mutated("resnet18", keras_epsilon)
+    twin, epsilon, _ = _mutated(twin_and_logits, "resnet18", keras_epsilon)
     assert twin <= FP32_LOGITS_RTOL < 10 * FP32_LOGITS_RTOL < epsilon
 
 
