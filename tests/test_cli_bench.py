@@ -1,4 +1,9 @@
-"""The ``bench`` command end to end: a real small run, the GPU skip path, and one line for every bad input."""
+"""The ``bench`` command: a real small run, the GPU skip path, and one line for every bad input.
+
+Most cases run ``cli.main`` in this process (``cli_main``): the same parsing, checks, messages and exit codes, without
+a second interpreter starting and importing the CLI for each. The small run, SIGTERM and one bad input of each kind
+run ``python cli.py`` for real, so what the process prints and its exit status are checked end to end.
+"""
 
 import json
 import os
@@ -18,6 +23,21 @@ def run_cli(*args: str, timeout: int = 300, columns: int | None = None) -> subpr
     environment = {**os.environ, **({"COLUMNS": str(columns)} if columns else {})}
     return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env=environment)
+
+
+@pytest.fixture
+def cli_main(capfd):
+    """``cli_main(*args)``: ``python cli.py ARGS`` run by ``cli.main`` in this process, with its exit code and
+    everything written to file descriptors 1 and 2, as ``run_cli`` returns them."""
+    import cli
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capfd.readouterr()  # only what this command writes
+        returncode = cli.main(list(args))
+        stdout, stderr = capfd.readouterr()
+        return subprocess.CompletedProcess(["cli.py", *args], returncode, stdout, stderr)
+
+    return run
 
 
 @pytest.mark.torch
@@ -43,22 +63,22 @@ def test_small_run_json_matches_file(tmp_path):
 
 
 @pytest.mark.torch
-def test_a_used_run_folder_is_refused_and_left_intact_then_resumed(tmp_path):
+def test_a_used_run_folder_is_refused_and_left_intact_then_resumed(tmp_path, cli_main):
     out = tmp_path / "run"
-    first = run_cli("bench", "lenet", "--frameworks", "torch", "--modes", "forward", "--batch-size", "2", "--iters",
-                    "10", "--warmup", "1", "--out", str(out), "--no-peak")
+    first = cli_main("bench", "lenet", "--frameworks", "torch", "--modes", "forward", "--batch-size", "2", "--iters",
+                     "10", "--warmup", "1", "--out", str(out), "--no-peak")
     assert first.returncode == 0, first.stderr
     before = (out / "results.json").read_text()
-    refused = run_cli("bench", "alexnet", "--frameworks", "torch", "--out", str(out))
+    refused = cli_main("bench", "alexnet", "--frameworks", "torch", "--out", str(out))
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
         f"error: {out} already holds a run (results.json); --resume {out} continues it, --force replaces it, or "
         "choose another --out"]
     assert (out / "results.json").read_text() == before  # the old results are intact
     # Resuming with more configurations keeps the ok one and runs only the new one.
-    resumed = run_cli("bench", "lenet", "--frameworks", "torch", "--modes", "forward,forward-backward",
-                      "--batch-size", "2", "--iters", "10", "--warmup", "1", "--resume", str(out), "--no-peak",
-                      "--json")
+    resumed = cli_main("bench", "lenet", "--frameworks", "torch", "--modes", "forward,forward-backward",
+                       "--batch-size", "2", "--iters", "10", "--warmup", "1", "--resume", str(out), "--no-peak",
+                       "--json")
     assert resumed.returncode == 0, resumed.stderr
     document = json.loads(resumed.stdout)
     assert [r["mode"] for r in document["results"]] == ["forward", "forward-backward"]
@@ -90,8 +110,8 @@ def test_sigterm_ends_the_worker_and_keeps_its_samples(tmp_path):
 
 
 @pytest.mark.no_gpu
-def test_cuda_without_gpu_skips_each_framework_in_one_line(tmp_path):
-    completed = run_cli("bench", "lenet", "--device", "cuda", "--out", str(tmp_path / "run"))
+def test_cuda_without_gpu_skips_each_framework_in_one_line(tmp_path, cli_main):
+    completed = cli_main("bench", "lenet", "--device", "cuda", "--out", str(tmp_path / "run"))
     assert completed.returncode == 2
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 2, completed.stderr
@@ -102,40 +122,51 @@ def test_cuda_without_gpu_skips_each_framework_in_one_line(tmp_path):
     assert {r["status"] for r in saved["results"]} == {"skipped"}
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (("alexnt",), "Did you mean 'alexnet'"),
-        (("lenet", "--frameworks", "mxnet"), "unknown framework 'mxnet'"),
-        (("lenet", "--device", "tpu"), "accepted: cpu, cuda, cuda:N"),
-        (("lenet", "--device", "cuda:one"), "unknown device 'cuda:one'"),
-        (("lenet", "--batch-size", "0"), "batch size must be a whole number >= 1, received '0'"),
-        (("lenet", "--batch-size", "-4"), "received '-4'"),
-        (("lenet", "--batch-size", "eight"), "received 'eight'"),
-        (("lenet", "--iters", "0"), "--iters must be >= 1"),
-        (("lenet", "--warmup", "-1"), "--warmup must be >= 0"),
-        (("lenet", "--precision", "fp8"), "unknown precision 'fp8'; accepted: fp32, bf16, fp16"),
-        (("lenet", "--modes", "inference"), "unknown mode 'inference'; accepted: forward, forward-backward, train"),
-        (("lenet", "--iters", "many"), "--iters"),
-        (("lenet", "--threads", "0"), "--threads must be >= 1"),
-        (("lenet", "--repeats", "0"), "--repeats must be >= 1"),
-        ((), "give the models to time"),
-        (("lenet,alexnt",), "Did you mean 'alexnet'"),
-        (("--resume", "/nonexistent/run"), "cannot resume: no results file at /nonexistent/run"),
-    ],
-)
-def test_bad_input_is_one_line_and_exit_2(args, needle):
-    completed = run_cli("bench", *args)
+BAD_INPUT = [
+    (("alexnt",), "Did you mean 'alexnet'"),
+    (("lenet", "--frameworks", "mxnet"), "unknown framework 'mxnet'"),
+    (("lenet", "--device", "tpu"), "accepted: cpu, cuda, cuda:N"),
+    (("lenet", "--device", "cuda:one"), "unknown device 'cuda:one'"),
+    (("lenet", "--batch-size", "0"), "batch size must be a whole number >= 1, received '0'"),
+    (("lenet", "--batch-size", "-4"), "received '-4'"),
+    (("lenet", "--batch-size", "eight"), "received 'eight'"),
+    (("lenet", "--iters", "0"), "--iters must be >= 1"),
+    (("lenet", "--warmup", "-1"), "--warmup must be >= 0"),
+    (("lenet", "--precision", "fp8"), "unknown precision 'fp8'; accepted: fp32, bf16, fp16"),
+    (("lenet", "--modes", "inference"), "unknown mode 'inference'; accepted: forward, forward-backward, train"),
+    (("lenet", "--iters", "many"), "--iters"),
+    (("lenet", "--threads", "0"), "--threads must be >= 1"),
+    (("lenet", "--repeats", "0"), "--repeats must be >= 1"),
+    ((), "give the models to time"),
+    (("lenet,alexnt",), "Did you mean 'alexnet'"),
+    (("--resume", "/nonexistent/run"), "cannot resume: no results file at /nonexistent/run"),
+]
+
+
+def _assert_one_line_and_exit_2(completed: subprocess.CompletedProcess, needle: str) -> None:
     assert completed.returncode == 2, completed.stderr
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], completed.stderr
     assert "Traceback" not in completed.stderr
 
 
-def test_unwritable_output_folder_is_one_line_and_exit_1(tmp_path):
+@pytest.mark.parametrize(("args", "needle"), BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2(args, needle, cli_main):
+    _assert_one_line_and_exit_2(cli_main("bench", *args), needle)
+
+
+# Through a real process too, the stderr and exit status it ends with: one of the CLI's own checks and one of typer's
+# usage errors.
+@pytest.mark.parametrize(("args", "needle"), [(("alexnt",), "Did you mean 'alexnet'"),
+                                              (("lenet", "--iters", "many"), "--iters")])
+def test_bad_input_ends_the_process_with_one_line_and_exit_2(args, needle):
+    _assert_one_line_and_exit_2(run_cli("bench", *args), needle)
+
+
+def test_unwritable_output_folder_is_one_line_and_exit_1(tmp_path, cli_main):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    completed = run_cli("bench", "lenet", "--out", str(blocker / "run"))
+    completed = cli_main("bench", "lenet", "--out", str(blocker / "run"))
     assert completed.returncode == 1
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write to" in lines[0]

@@ -83,10 +83,10 @@ def test_interleave_command_measures_a_revision_against_the_working_tree(tmp_pat
     ("--base", "no-such-revision-anywhere", "--base 'no-such-revision-anywhere' is not a git revision"),
     ("--new", "python:/nope/python", "--new python:/nope/python: /nope/python is not an executable Python"),
 ])
-def test_interleave_bad_side_is_one_line_and_exit_2(tmp_path, option, value, message):
-    completed = subprocess.run([sys.executable, "cli.py", "interleave", "lenet", "--frameworks", "torch", option,
-                                value, "--out", str(tmp_path / "ab")], cwd=REPO, capture_output=True, text=True,
-                               timeout=120)
-    assert completed.returncode == 2
-    lines = completed.stderr.strip().splitlines()
+def test_interleave_bad_side_is_one_line_and_exit_2(tmp_path, capfd, option, value, message):
+    """Run by ``cli.main`` in this process (the command above runs ``python cli.py`` end to end)."""
+    import cli
+
+    assert cli.main(["interleave", "lenet", "--frameworks", "torch", option, value, "--out", str(tmp_path / "ab")]) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
