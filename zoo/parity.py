@@ -182,8 +182,9 @@ def _twins(name: str, seed: int, **options) -> dict[str, tuple]:
 
     One torch model is built; its float32 weights go to the float32 Keras twin, and both are cast to float64
     for the float64 pair (a cast from float32 is exact, so all four hold the same values; casting the Keras
-    variables spares a second layout conversion of every kernel). The float64 model's layers are found by
-    tracing the float32 one: a trace runs the model once, and in float64 that pass alone took seconds on VGG.
+    variables spares a second layout conversion of every kernel). The float32 model is traced once, for the
+    transfer and to find the float64 model's layers: a trace runs the model, and in float64 that pass alone took
+    seconds on VGG.
     """
     import copy
 
@@ -200,11 +201,11 @@ def _twins(name: str, seed: int, **options) -> dict[str, tuple]:
     randomise_batchnorm(torch32, seed)
     with zero_initial_weights():
         keras32 = zoo.build(name, "tf", **options)
-    torch_to_keras(spec, torch32, keras32)
+    layers32 = torch_layers_by_spec_name(spec, torch32)
+    torch_to_keras(spec, torch32, keras32, layers32)
     torch64 = copy.deepcopy(torch32).to(torch.float64)
     paths = {module: path for path, module in torch32.named_modules()}
-    modules64 = {layer: torch64.get_submodule(paths[module])
-                 for layer, module in torch_layers_by_spec_name(spec, torch32).items()}
+    modules64 = {layer: torch64.get_submodule(paths[module]) for layer, module in layers32.items()}
     with _keras_dtype("float64"), zero_initial_weights():
         keras64 = zoo.build(name, "tf", **options)
     for target, source in zip(keras64.weights, keras32.weights, strict=True):

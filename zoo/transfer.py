@@ -104,15 +104,18 @@ def torch_layers_by_spec_name(spec: ModelSpec, torch_model: torch.nn.Module) -> 
     return modules
 
 
-def keras_tensors(spec: ModelSpec, torch_model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+def keras_tensors(spec: ModelSpec, torch_model: torch.nn.Module,
+                  layers: dict[str, torch.nn.Module] | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """Per spec layer with weights, the torch model's weights and statistics in Keras layout, keyed by Keras
     variable name.
 
     Each is a contiguous copy on the CPU, never a view of the model, so it can be kept while the model trains on.
     (Gradients are compared the other way round, Keras' viewed in torch's layout: ``torch_layout``.)
+    ``layers``: the model's ``torch_layers_by_spec_name`` where the caller has them, since finding them runs the
+    model once.
     """
     tensors: dict[str, dict[str, torch.Tensor]] = {}
-    for name, module in torch_layers_by_spec_name(spec, torch_model).items():
+    for name, module in (layers if layers is not None else torch_layers_by_spec_name(spec, torch_model)).items():
         kind = spec.layer(name).kind
         converted = {}
         for keras_name in _TORCH_NAMES[kind]:
@@ -147,9 +150,11 @@ def keras_variables(layer) -> dict[str, object]:
     return {variable.name: variable for variable in layer.weights}
 
 
-def torch_to_keras(spec: ModelSpec, torch_model: torch.nn.Module, keras_model) -> None:
-    """Load the torch model's weights (and BatchNorm statistics) into its Keras twin, built from the same spec."""
-    for name, values in keras_tensors(spec, torch_model).items():
+def torch_to_keras(spec: ModelSpec, torch_model: torch.nn.Module, keras_model,
+                   layers: dict[str, torch.nn.Module] | None = None) -> None:
+    """Load the torch model's weights (and BatchNorm statistics) into its Keras twin, built from the same spec
+    (``layers`` as for ``keras_tensors``)."""
+    for name, values in keras_tensors(spec, torch_model, layers).items():
         variables = keras_variables(keras_model.get_layer(name))
         expected = {key: tuple(variable.shape) for key, variable in variables.items()}
         received = {key: tuple(value.shape) for key, value in values.items()}
