@@ -33,17 +33,19 @@ def test_torch_twin_takes_torchvision_weights_and_gives_identical_logits(name):
     torch.manual_seed(0)
     reference = TORCHVISION[name](torchvision.models).eval()
     randomise_batchnorm(reference, seed=0)  # so that the running statistics loaded are not the identity
-    ours = zoo.build(name, "torch").eval()
-    ours.load_state_dict(reference.state_dict())  # strict: the same keys and shapes, nothing left over
+    with torch.device("meta"):  # no weights of its own to draw: it takes the state_dict's tensors
+        ours = zoo.build(name, "torch").eval()
+    ours.load_state_dict(reference.state_dict(), assign=True)  # strict: the same keys and shapes, nothing left over
     images = torch.randn(1, *zoo.get_spec(name).input_shape)
     with torch.no_grad():
         np.testing.assert_array_equal(ours(images).numpy(), reference(images).numpy())
 
 
 def _twin_and_logits(name: str, seed: int = 0):
-    """A torch model with randomised BatchNorm, its Keras twin with its weights, images and the torch logits."""
+    """A torch model with randomised BatchNorm and its layers by spec name, its Keras twin with its weights, images
+    and the torch logits."""
     from zoo.parity import load_frameworks, randomise_batchnorm
-    from zoo.transfer import torch_to_keras
+    from zoo.transfer import torch_layers_by_spec_name, torch_to_keras
 
     load_frameworks()
     import torch
@@ -56,11 +58,12 @@ def _twin_and_logits(name: str, seed: int = 0):
     randomise_batchnorm(torch_model, seed)
     with zero_initial_weights():  # every weight comes from torch
         keras_model = zoo.build(name, "tf")
-    torch_to_keras(spec, torch_model, keras_model)
+    layers = torch_layers_by_spec_name(spec, torch_model)
+    torch_to_keras(spec, torch_model, keras_model, layers)
     images = np.random.default_rng(seed).standard_normal((1, *spec.input_shape), dtype=np.float32)
     with torch.no_grad():
         expected = torch_model(torch.from_numpy(images)).numpy()
-    return spec, torch_model, keras_model, images, expected
+    return spec, torch_model, layers, keras_model, images, expected
 
 
 def _logit_error(keras_model, images, expected) -> float:
@@ -91,7 +94,7 @@ def _mutated(twin_and_logits, name: str, change):
     from zoo.keras_common import zero_initial_weights
     from zoo.transfer import torch_to_keras
 
-    spec, torch_model, keras_model, images, expected = twin_and_logits(name)
+    spec, torch_model, layers, keras_model, images, expected = twin_and_logits(name)
 
     def clone(layer):
         config = layer.get_config()
@@ -99,7 +102,7 @@ def _mutated(twin_and_logits, name: str, change):
 
     with zero_initial_weights():
         mutant = keras.models.clone_model(keras_model, clone_function=clone)
-    torch_to_keras(spec, torch_model, mutant)  # the same weights fit: every kernel keeps its shape
+    torch_to_keras(spec, torch_model, mutant, layers)  # the same weights fit: every kernel keeps its shape
     return _logit_error(keras_model, images, expected), _logit_error(mutant, images, expected), mutant
 
 
