@@ -77,9 +77,16 @@ def test_spec_is_frozen():
         spec.num_classes = 5  # type: ignore[misc]
 
 
+# Reports the frameworks imported, then ends without the interpreter's teardown (a second after torch or TensorFlow).
+_REPORT = """
+import json, os, sys
+print(json.dumps({m: m in sys.modules for m in ("torch", "tensorflow")}), flush=True)
+os._exit(0)
+"""
+
+
 def _modules_after(code: str) -> dict:
-    probe = code + "\nimport json, sys\nprint(json.dumps({m: m in sys.modules for m in ('torch', 'tensorflow')}))"
-    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    completed = subprocess.run([sys.executable, "-c", code + _REPORT], capture_output=True, text=True, check=True)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
