@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -65,15 +64,17 @@ def test_a_revision_is_checked_out_into_a_worktree_that_is_removed_after():
 
 
 @pytest.mark.torch
-def test_interleave_command_measures_a_revision_against_the_working_tree(tmp_path):
-    completed = subprocess.run(
-        [sys.executable, "cli.py", "interleave", "lenet", "--frameworks", "torch", "--base", "HEAD", "--new", ".",
-         "--repeats", "2", "--iters", "10", "--warmup", "1", "--batch-size", "2", "--out", str(tmp_path / "ab")],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr
-    assert "base: git revision" in completed.stdout and "new:  this working tree" in completed.stdout
+def test_interleave_command_measures_a_revision_against_the_working_tree(tmp_path, capfd):
+    """Run by ``cli.main`` in this process; each side's workers are processes of their own, started from its tree."""
+    import cli
+
+    returncode = cli.main(["interleave", "lenet", "--frameworks", "torch", "--base", "HEAD", "--new", ".", "--repeats",
+                           "2", "--iters", "10", "--warmup", "1", "--batch-size", "2", "--out", str(tmp_path / "ab")])
+    stdout, stderr = capfd.readouterr()
+    assert returncode == 0, stderr
+    assert "base: git revision" in stdout and "new:  this working tree" in stdout
     # Two processes a side cannot reach significance: the comparison says so instead of guessing.
-    assert "inconclusive" in completed.stdout
+    assert "inconclusive" in stdout
     for role in ("base", "new"):
         (result,) = json.loads((tmp_path / "ab" / role / "results.json").read_text())["results"]
         assert result["status"] == "ok" and result["process_sample_counts"] == [10, 10]
@@ -84,7 +85,6 @@ def test_interleave_command_measures_a_revision_against_the_working_tree(tmp_pat
     ("--new", "python:/nope/python", "--new python:/nope/python: /nope/python is not an executable Python"),
 ])
 def test_interleave_bad_side_is_one_line_and_exit_2(tmp_path, capfd, option, value, message):
-    """Run by ``cli.main`` in this process (the command above runs ``python cli.py`` end to end)."""
     import cli
 
     assert cli.main(["interleave", "lenet", "--frameworks", "torch", option, value, "--out", str(tmp_path / "ab")]) == 2
