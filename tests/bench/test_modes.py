@@ -56,7 +56,8 @@ def _counted_flops(model: str, mode: str, *, corrected: bool, batch: int = 2) ->
 
     backend = load_backend("torch")
     step = backend.prepare(Config(model, "torch", "cpu", mode, batch))
-    step()  # momentum buffers and lazy state exist before the counted call
+    if get_mode(mode).update:
+        step()  # the momentum buffers exist before the counted call; a step without an update leaves no state
     mapping = {torch.ops.aten.convolution_backward: _grouped_conv_backward_flop} if corrected else None
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with counter:
