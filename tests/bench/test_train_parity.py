@@ -31,12 +31,14 @@ def _worst_update_difference(model: str, steps: int, torch_lr_factor: float = 1.
     import keras
     from torch import nn
 
+    from zoo.keras_common import zero_initial_weights
     from zoo.transfer import keras_tensors, torch_to_keras
 
     spec = zoo.get_spec(model)
     torch_backend, tf_backend = load_backend("torch"), load_backend("tf")
     torch_step = torch_backend.prepare(Config(model, "torch", "cpu", "train", 2))
-    tf_step = tf_backend.prepare(Config(model, "tf", "cpu", "train", 2))
+    with zero_initial_weights():  # the torch weights are loaded into it below
+        tf_step = tf_backend.prepare(Config(model, "tf", "cpu", "train", 2))
     for module in torch_backend.model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
