@@ -1,8 +1,9 @@
 """The ``bench`` command: a real small run, the GPU skip path, and one line for every bad input.
 
-Most cases run ``cli.main`` in this process (``cli_main``): the same parsing, checks, messages and exit codes, without
-a second interpreter starting and importing the CLI for each. The small run, SIGTERM and one bad input of each kind
-run ``python cli.py`` for real, so what the process prints and its exit status are checked end to end.
+Most cases run ``cli.main`` in this process (``cli_main``): the same parsing, checks, messages and exit codes (the
+configurations still run in worker processes), without a second interpreter starting and importing the CLI for each.
+The small run, SIGTERM and one bad input of each kind run ``python cli.py``, so what the process prints and its exit
+status are checked end to end.
 """
 
 import json
