@@ -22,11 +22,16 @@ def built():
 
 
 def _build(name: str, framework: str):
-    if framework != "tf":
-        return zoo.build(name, framework)
+    """The checks read the structure, never the weights: torch models live on the meta device (shapes without
+    values, so tracing and counting the forward pass cost nothing), Keras models start from zeros."""
+    if framework == "torch":
+        import torch
+
+        with torch.device("meta"):
+            return zoo.build(name, framework)
     from zoo.keras_common import zero_initial_weights
 
-    with zero_initial_weights():  # the checks read the structure, never the weights
+    with zero_initial_weights():
         return zoo.build(name, framework)
 
 
