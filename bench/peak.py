@@ -291,4 +291,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.worker import exit_now
+
+    exit_now(main())
