@@ -16,7 +16,14 @@ from synthetic import ENVIRONMENT
 import cli
 from bench.record import Config, Result, Run
 from reports.history import History
-from reports.history_trend import METRICS, SIGNIFICANCE, check_trend, check_trends, fewest_runs
+from reports.history_trend import (
+    METRICS,
+    SIGNIFICANCE,
+    check_trend,
+    check_trends,
+    fewest_runs,
+    smallest_one_sided_p,
+)
 
 # Run-to-run noise of a run's median (log-normal sigma): a quiet machine. This VM's own spread is larger
 # (README: medians of 7 identical runs ranged 17-42%), and the README gives the rates at 10% too.
@@ -60,7 +67,11 @@ def test_hand_computed_separation():
     assert check.p_value == pytest.approx(1 / 126)
     assert check.recent_median == pytest.approx(12.15) and check.window_median == pytest.approx(10.2)
     assert check.change == pytest.approx(12.15 / 10.2 - 1)
-    assert 1 / 84 < SIGNIFICANCE < 1 / 56  # why 9 runs are the fewest: 3 against 6, or 4 against 5
+    # The smallest p of fully separated segments is scipy's exact p for them; it is why 9 runs are the fewest:
+    # 4 against 5 reach 1/126, while 8 runs split as 3 against the 5 a window needs reach only 1/56.
+    exact = mannwhitneyu(values[5:], values[:5], alternative="greater", method="exact").pvalue
+    assert smallest_one_sided_p(4, 5) == pytest.approx(exact)
+    assert smallest_one_sided_p(4, 5) < SIGNIFICANCE <= smallest_one_sided_p(3, 5)
 
 
 def test_too_few_runs_is_not_enough_history_never_no_change():
