@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 from bench.record import Config, Result
+from bench.runner import WorkerInterrupted, measured_counts
 
 RANK_PROGRAM: tuple[str, ...] = ("-m", "bench.rank")
 PORT_ATTEMPTS = 3  # a port chosen free can be taken before the launcher binds it: choose again
@@ -311,8 +312,6 @@ def run_replicas(
     other rank is then ended, so nothing outlives the configuration. Samples streamed before the end are kept
     (``partial``). Ctrl-C / SIGTERM (``Interrupted``) end the ranks too, and re-raise with the result kept.
     """
-    from bench.runner import WorkerInterrupted, measured_counts
-
     for attempt in range(PORT_ATTEMPTS):
         launches = LAUNCHERS[config.framework](config, cluster, f"{run_id}-{attempt}", rank_program or RANK_PROGRAM)
         if cluster.hosts:
@@ -391,7 +390,7 @@ def _run_launches(config: Config, launches: list[_Launch], timeout_s: float, clu
     except KeyboardInterrupt as stop:
         interrupted = stop
     finally:
-        _kill_all([process for process in processes if process.poll() is None] or processes, known)
+        _kill_all([process for process in processes if process.poll() is None], known)
         for reader in readers:
             reader.join(timeout=5)
     while not messages.empty():
@@ -422,8 +421,6 @@ def _timeout_reason(timeout_s: float, ranks: _Ranks, cluster: Cluster, config: C
 
 def _combine(config: Config, ranks: _Ranks, reason: str | None, interrupted: KeyboardInterrupt | None
              ) -> tuple[Result, dict]:
-    from bench.runner import measured_counts
-
     counts = measured_counts(config)
     reports = [ranks.by_rank[rank] for rank in sorted(ranks.by_rank)]
     outcomes = [report.outcome for report in reports if report.outcome is not None]

@@ -21,13 +21,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import zoo
-from bench.data_parallel import Cluster
 from bench.environment import host_environment, now_utc
 from bench.modes import step_flops
 from bench.record import Config, Result, Run, write_run
+
+if TYPE_CHECKING:
+    from bench.data_parallel import Cluster
 
 DEFAULT_TIMEOUT_S = 900.0
 WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "bench.worker")
@@ -387,7 +389,7 @@ def measure_process(recorder: RunRecorder, index: int, timeout_s: float, observe
         return recorder.record(index, skipped)
     try:
         if config.replicas is not None:
-            from bench.data_parallel import run_replicas
+            from bench.data_parallel import Cluster, run_replicas
 
             result, facts = run_replicas(config, timeout_s, cluster or Cluster(), observer, index,
                                          run_id=f"{index}-{repeat}")

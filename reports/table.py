@@ -7,7 +7,7 @@ Tables fit the terminal: a narrow one (80 columns, a CI log) gives up secondary 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich import box
 from rich.console import Console
@@ -62,9 +62,8 @@ def render_run(source: Run | Sequence[Result], console: Console, *, with_environ
 def scaling_table(model: str, mode: str, rows: Sequence[scaling.ScalingRow], width: int = 10_000
                   ) -> tuple[Table, list[str]]:
     """The scaling table of a model and mode, giving up ``scaling.DROP_ORDER`` columns to fit ``width``."""
-    left_out: list[str] = []
-    candidates = list(scaling.DROP_ORDER)
-    while True:
+
+    def build(left_out: list[str]) -> Table:
         keep = [index for index, header in enumerate(scaling.HEADERS) if header not in left_out]
         table = Table(title=f"{model} — {mode} — data-parallel scaling", title_justify="left", box=box.SIMPLE_HEAD,
                       padding=(0, 1), pad_edge=False)
@@ -75,9 +74,9 @@ def scaling_table(model: str, mode: str, rows: Sequence[scaling.ScalingRow], wid
         for row in rows:
             cells = scaling.cells(row)
             table.add_row(*(cells[index] for index in keep))
-        if not candidates or _width(table) <= width:
-            return table, left_out
-        left_out.append(candidates.pop(0))
+        return table
+
+    return _fitted(build, scaling.DROP_ORDER, width)
 
 
 def environment_table(run: Run) -> Table:
@@ -113,10 +112,16 @@ def fitted_results_table(model: str, mode: str, group: Sequence[LabelledResult],
                          ) -> tuple[Table, list[str]]:
     """``results_table`` without the columns it must give up to fit ``width``; returns them too."""
     present = set(_rows.columns_for(group))
+    return _fitted(lambda left_out: results_table(model, mode, group, leave_out=left_out),
+                   [key for key in _rows.DROP_ORDER if key in present], width)
+
+
+def _fitted(build: Callable[[list[str]], Table], drop_order: Sequence[str], width: int) -> tuple[Table, list[str]]:
+    """The table ``build`` makes, leaving out columns in ``drop_order`` until it fits ``width``; and those left out."""
     left_out: list[str] = []
-    candidates = [key for key in _rows.DROP_ORDER if key in present]
+    candidates = list(drop_order)
     while True:
-        table = results_table(model, mode, group, leave_out=left_out)
+        table = build(left_out)
         if not candidates or _width(table) <= width:
             return table, left_out
         left_out.append(candidates.pop(0))
