@@ -68,6 +68,18 @@ def test_median_ci_ranks_are_the_tightest_with_95_percent_coverage(n):
     assert tighter < 0.95
 
 
+def test_median_ci_ranks_and_coverage_agree_with_scipy_stats_binom():
+    """The ranks come from scipy.special's binomial CDF (a lighter import): they must be scipy.stats' quantile."""
+    for confidence in (0.95, 0.5, 0.99):
+        for n in range(1, 1501):
+            low = max(int(scipy_stats.binom.ppf((1 - confidence) / 2, n, 0.5)), 1)
+            assert median_ci_ranks(n, confidence) == (low, n - low + 1), (n, confidence)
+    for n in (6, 57, 100, 1000, 1500):
+        low, _ = median_ci_ranks(n)
+        assert median_ci([float(v) for v in range(n)]).level == pytest.approx(
+            1 - 2 * scipy_stats.binom.cdf(low - 1, n, 0.5), rel=1e-12, abs=1e-12)
+
+
 @pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [float("inf")]])
 def test_bad_samples_are_refused(bad):
     with pytest.raises(ValueError):
