@@ -72,6 +72,10 @@ class Backend(Protocol):
     def leave(self) -> None:
         """Leave the process group."""
 
+    # Whether a rank may end at once after ``leave`` (os._exit, skipping the interpreter's 1-2 s teardown of the
+    # framework): only where no peer can still be waiting on anything this process holds.
+    exits_at_once_after_leave: bool
+
     def data_parallel_settings(self, config: Config) -> dict:
         """How the data-parallel step is made (engine, collective, launcher), for the result's settings."""
 

@@ -1,6 +1,7 @@
 """Runs one data-parallel configuration: its ranks started by the framework's launcher, watched, ended, combined.
 
-torch ranks are started by torch's own launcher (``python -m torch.distributed.run``, c10d rendezvous); a
+torch ranks are started by torch's own launcher (``torch.distributed.run``, c10d rendezvous; run through
+``bench.torch_launcher``, which only skips the interpreter's teardown once it has succeeded); a
 TensorFlow configuration is one worker process per replica, each told the cluster through ``TF_CONFIG``, which
 is how ``MultiWorkerMirroredStrategy`` is configured. Both run ``bench.rank``. On several machines the same
 command runs on each; the first of ``--hosts`` is the rendezvous, and the machine given ``--node-rank 0`` writes
@@ -137,7 +138,7 @@ def _torchrun(config: Config, cluster: Cluster, run_id: str, rank_program: tuple
     else:
         host, port = "127.0.0.1", free_port()
         ports = (port,)
-    argv = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={cluster.nodes}",
+    argv = [sys.executable, "-m", "bench.torch_launcher", f"--nnodes={cluster.nodes}",
             f"--nproc-per-node={config.replicas}", "--max-restarts=0", "--monitor-interval=0.5",
             "--rdzv-backend=c10d", f"--rdzv-endpoint={host}:{port}", f"--rdzv-id=convbench-{run_id}",
             # The rendezvous store lives on the first machine, explicitly: a store that cannot bind its port

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from bench.record import Config
-from bench.worker import THREAD_VARIABLES, ProcessMemory, describe, peak_memory_bytes
+from bench.worker import THREAD_VARIABLES, ProcessMemory, describe, exit_now, peak_memory_bytes
 
 PIPE_BUF = select.PIPE_BUF
 ALLREDUCE_CALLS = 20  # timed all-reduce calls after 3 untimed ones; enough for a median on a noisy machine
@@ -75,8 +75,9 @@ class Channel:
         return (json.dumps(message, separators=(",", ":")) + "\n").encode()
 
 
-def run_rank(config: Config, channel: Channel) -> dict[str, Any]:
-    """Join, time the data-parallel step, its no-sync ceiling and the all-reduce; returns the result fields."""
+def run_rank(config: Config, channel: Channel) -> tuple[dict[str, Any], bool]:
+    """Join, time the data-parallel step, its no-sync ceiling and the all-reduce; returns the result fields, and
+    whether the process may end at once once they are sent (it left the group, and its framework allows it)."""
     threads = rank_threads(config)
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
@@ -145,21 +146,21 @@ def run_rank(config: Config, channel: Channel) -> dict[str, Any]:
                    "burn_in_peak_memory_bytes": burn_in.get("burn_in_peak_memory_bytes") if config.warmup else None,
                    "allreduce_bytes": gradient_bytes, "gathered": gathered, **facts()}
         backend.leave()
-        return outcome
+        return outcome, backend.exits_at_once_after_leave
     except Skip as skip:
-        return {"status": "skipped", "reason": str(skip), **facts()}
+        return {"status": "skipped", "reason": str(skip), **facts()}, False
     except RetraceError as error:
-        return {"status": "failed", "reason": f"{config.framework}: {error}", **facts()}
+        return {"status": "failed", "reason": f"{config.framework}: {error}", **facts()}, False
     except Exception as error:  # one rank's failure becomes its result; the parent names the rank
         kind = "out of memory" if backend.is_out_of_memory(error) else type(error).__name__
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        return {"status": "failed", "reason": f"{kind}: {first_line}", **facts()}
+        return {"status": "failed", "reason": f"{kind}: {first_line}", **facts()}, False
 
 
 def main(argv: list[str]) -> int:
     channel = Channel(int(os.environ.get("RANK", os.environ.get("CONVBENCH_RANK", "0"))))
     config = Config.from_dict(json.loads(argv[0]))
-    outcome = run_rank(config, channel)
+    outcome, exits_at_once = run_rank(config, channel)
     gathered = outcome.pop("gathered", None)
     channel.emit({"event": "result", **outcome})
     if gathered is not None:  # after the result line, in pieces that each fit one write
@@ -168,6 +169,8 @@ def main(argv: list[str]) -> int:
                 channel.emit({"event": "gathered", "phase": phase, "of_rank": rank, "samples": samples},
                              samples_key="samples")
         channel.emit({"event": "gathered_end"})
+    if exits_at_once:  # every message is written (os.write, unbuffered); the framework's teardown is not needed
+        exit_now(0)
     return 0 if outcome["status"] != "failed" else 1
 
 

@@ -27,6 +27,9 @@ _DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
 
 class TFBackend:
     name = "tf"
+    # A peer pulls its share of a collective from this worker over gRPC, so the last all-gather's reply may still be
+    # in flight when it returns here: ending at once could cut it off, so a worker ends through the normal shutdown.
+    exits_at_once_after_leave = False
 
     def __init__(self) -> None:
         self._device_name = "/CPU:0"

@@ -27,6 +27,9 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 class TorchBackend:
     name = "torch"
+    # Collectives here are synchronous and gloo/NCCL push their data: once the last one has returned and the
+    # group is destroyed, nothing a peer needs remains in this process (the store is the launcher's).
+    exits_at_once_after_leave = True
 
     def __init__(self) -> None:
         self._device = torch.device("cpu")

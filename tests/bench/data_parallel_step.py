@@ -3,9 +3,9 @@
 ``python data_parallel_step.py OUT_DIR REPLICAS MODEL[,MODEL...] FRAMEWORK``: with REPLICAS >= 1 it runs as a
 rank (started by torch's launcher or with TF_CONFIG) through the backend's own data-parallel step (torch DDP,
 MultiWorkerMirroredStrategy); with 0 as one plain process. Rank 0 (or the plain process) saves the weights
-after the step to OUT_DIR/<model>-<replicas>.npz; with REPLICAS > 0, for the first model, each rank also saves the
-weights of the same step taken without gradient exchange (the no-sync step), which must differ. Dropout is switched off: a random
-mask is not the same on two ranks as on one process.
+after the step to OUT_DIR/<model>-<replicas>.npz; with REPLICAS > 0, for the first model, each rank also saves
+the weights of the same step taken without gradient exchange (the no-sync step), which must differ. Dropout is
+switched off: a random mask is not the same on two ranks as on one process.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _dropout_off(backend, framework: str) -> None:
                 layer.rate = 0.0  # read when the step is first traced, which is after this
 
 
-def main(out_dir: str, replicas: int, models: str, framework: str) -> None:
+def main(out_dir: str, replicas: int, models: str, framework: str) -> bool:
+    """Take the steps and save the weights; returns whether the process may end without its teardown."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import zoo
     from bench.backend import host_data, load_backend
@@ -68,10 +69,15 @@ def main(out_dir: str, replicas: int, models: str, framework: str) -> None:
             if rank == 0 or kind == "no-sync":
                 suffix = f"-rank{rank}-no-sync" if kind == "no-sync" else ""
                 np.savez(Path(out_dir) / f"{model}-{replicas}{suffix}.npz", *_weights(backend, framework))
-    if replicas:
-        backend.agree_min(0)  # no rank leaves before every rank has saved
-        backend.leave()
+    if not replicas:
+        return True  # one plain process: nobody waits on it
+    backend.agree_min(0)  # no rank leaves before every rank has saved
+    backend.leave()
+    return backend.exits_at_once_after_leave
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])  # a launcher may append more; unused
+    from bench.worker import exit_now
+
+    if main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]):  # a launcher may append more; unused
+        exit_now(0)
