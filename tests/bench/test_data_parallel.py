@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -146,63 +147,9 @@ def test_two_machines_on_localhost_make_one_run_written_by_node_0(framework, tmp
 # --- faults ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.torch
-@pytest.mark.tf
-def test_a_killed_rank_fails_its_configuration_by_name_and_the_run_goes_on(tmp_path, monkeypatch, project_on_path):
-    monkeypatch.setattr(data_parallel, "RANK_PROGRAM", (str(FAULTY_RANK),))
-    monkeypatch.setenv("FAULT_RANK", "1")
-    # Late enough that rank 0 has streamed samples (progress goes out at most every 0.2 s).
-    monkeypatch.setenv("FAULT_STEP", "60")
-    monkeypatch.setenv("FAULT_KIND", "kill")
-    planted = dict(model="lenet", device="cpu", mode="train", batch_size=2, replicas=2, warmup=1, iters=80)
-    configs = [Config(framework="torch", **planted), Config(framework="tf", **planted),
-               Config(**{**planted, "framework": "torch", "mode": "forward-backward"})]  # no fault planted
-    run = run_configs(configs, tmp_path / "results.json", timeout_s=240, measure_peaks=False)
-
-    killed_torch, killed_tf, after = run.results
-    for killed in (killed_torch, killed_tf):
-        assert killed.status == "failed"
-        assert "rank 1" in killed.reason and "SIGKILL" in killed.reason, killed.reason
-        assert killed.partial and len(killed.rank_samples_ms[0]) >= 1  # rank 0's steps before the kill, kept
-    assert after.status == "ok" and len(after.rank_samples_ms) == 2
-    assert _processes_running(str(FAULTY_RANK)) == []  # every other rank was ended
-
-
-@pytest.mark.slow
-@pytest.mark.torch
-def test_a_hung_rank_fails_its_configuration_at_the_timeout_and_leaves_nothing_running(tmp_path, monkeypatch,
-                                                                                      project_on_path):
-    monkeypatch.setattr(data_parallel, "RANK_PROGRAM", (str(FAULTY_RANK),))
-    monkeypatch.setenv("FAULT_RANK", "1")
-    monkeypatch.setenv("FAULT_STEP", "2")
-    monkeypatch.setenv("FAULT_KIND", "hang")
-    config = Config("lenet", "torch", "cpu", "train", 2, replicas=2, warmup=1, iters=50)
-    started = time.monotonic()
-    (result,) = run_configs([config], tmp_path / "results.json", timeout_s=18, measure_peaks=False).results
-    assert time.monotonic() - started < 18 + 40
-    assert result.status == "failed"
-    assert "timed out after 18 s" in result.reason and "rank 1 at" in result.reason, result.reason
-    assert _processes_running(str(FAULTY_RANK)) == []
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("framework", [pytest.param("torch", marks=pytest.mark.torch),
-                                       pytest.param("tf", marks=pytest.mark.tf)])
-def test_a_machine_that_never_comes_fails_the_rendezvous_within_the_timeout(framework, tmp_path):
-    rendezvous = free_port()
-    cluster = Cluster((("127.0.0.1", rendezvous), ("127.0.0.1", free_port())), node_rank=0)
-    config = Config("lenet", framework, "cpu", "train", 2, replicas=1, nodes=2, warmup=1, iters=3)
-    (result,) = run_configs([config], tmp_path / "results.json", timeout_s=8, measure_peaks=False,
-                            cluster=cluster).results
-    assert result.status == "failed"
-    assert "no rank got past the rendezvous" in result.reason, result.reason
-    assert f"127.0.0.1:{rendezvous}" in result.reason
-    assert data_parallel.port_is_free(rendezvous)  # nothing left listening
-
-
-@pytest.mark.torch
-def test_a_port_taken_before_the_launcher_binds_it_is_replaced(tmp_path, monkeypatch):
+@pytest.fixture
+def first_port_busy(monkeypatch):
+    """The first port ``free_port`` hands out is one that something already listens on; yields the ports chosen."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -215,10 +162,76 @@ def test_a_port_taken_before_the_launcher_binds_it_is_replaced(tmp_path, monkeyp
             return chosen[-1]
 
         monkeypatch.setattr(data_parallel, "free_port", busy_first)
-        config = Config("lenet", "torch", "cpu", "forward", 2, replicas=1, warmup=1, iters=3)
-        (result,) = run_configs([config], tmp_path / "results.json", timeout_s=120, measure_peaks=False).results
-    assert result.status == "ok", result.reason
-    assert chosen[0] == busy and len(chosen) == 2 and chosen[1] != busy
+        yield chosen
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.tf
+def test_a_run_replaces_a_busy_port_and_goes_on_past_killed_ranks(tmp_path, monkeypatch, project_on_path,
+                                                                   first_port_busy):
+    monkeypatch.setattr(data_parallel, "RANK_PROGRAM", (str(FAULTY_RANK),))
+    monkeypatch.setenv("FAULT_RANK", "1")
+    # Late enough that rank 0 has streamed samples (progress goes out at most every 0.2 s).
+    monkeypatch.setenv("FAULT_STEP", "60")
+    monkeypatch.setenv("FAULT_KIND", "kill")
+    planted = dict(model="lenet", device="cpu", mode="train", batch_size=2, replicas=2, warmup=1, iters=80)
+    configs = [Config("lenet", "torch", "cpu", "forward", 2, replicas=1, warmup=1, iters=3),  # no fault planted
+               Config(framework="torch", **planted), Config(framework="tf", **planted)]
+    run = run_configs(configs, tmp_path / "results.json", timeout_s=240, measure_peaks=False)
+
+    on_busy_port, killed_torch, killed_tf = run.results
+    # The launcher could not bind the first port it was given; the configuration ran on another one.
+    assert on_busy_port.status == "ok", on_busy_port.reason
+    assert first_port_busy[1] != first_port_busy[0]
+    # A killed rank fails its own configuration, naming the rank; the run goes on to the next configuration.
+    for killed in (killed_torch, killed_tf):
+        assert killed.status == "failed"
+        assert "rank 1" in killed.reason and "SIGKILL" in killed.reason, killed.reason
+        assert killed.partial and len(killed.rank_samples_ms[0]) >= 1  # rank 0's steps before the kill, kept
+    assert _processes_running(str(FAULTY_RANK)) == []  # every other rank was ended
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_a_hung_rank_fails_its_configuration_at_the_timeout_and_leaves_nothing_running(tmp_path, monkeypatch,
+                                                                                      project_on_path):
+    monkeypatch.setattr(data_parallel, "RANK_PROGRAM", (str(FAULTY_RANK),))
+    monkeypatch.setenv("FAULT_RANK", "1")
+    monkeypatch.setenv("FAULT_STEP", "2")
+    monkeypatch.setenv("FAULT_KIND", "hang")
+    config = Config("lenet", "torch", "cpu", "train", 2, replicas=2, warmup=1, iters=50)
+    timeout_s = 15  # the ranks join after about 6 s here: the hang is reached well before the timeout
+    started = time.monotonic()
+    (result,) = run_configs([config], tmp_path / "results.json", timeout_s=timeout_s, measure_peaks=False).results
+    assert time.monotonic() - started < timeout_s + 40
+    assert result.status == "failed"
+    assert f"timed out after {timeout_s} s" in result.reason and "rank 1 at" in result.reason, result.reason
+    assert _processes_running(str(FAULTY_RANK)) == []
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.tf
+def test_a_machine_that_never_comes_fails_the_rendezvous_within_the_timeout(tmp_path):
+    """Both frameworks at once: each configuration spends its timeout waiting, idle, for the second machine."""
+
+    def alone_on_node_0(framework: str) -> tuple[int, Result]:
+        rendezvous = free_port()
+        cluster = Cluster((("127.0.0.1", rendezvous), ("127.0.0.1", free_port())), node_rank=0)
+        config = Config("lenet", framework, "cpu", "train", 2, replicas=1, nodes=2, warmup=1, iters=3)
+        (tmp_path / framework).mkdir()
+        (result,) = run_configs([config], tmp_path / framework / "results.json", timeout_s=8, measure_peaks=False,
+                                cluster=cluster).results
+        return rendezvous, result
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = dict(zip(("torch", "tf"), pool.map(alone_on_node_0, ("torch", "tf")), strict=True))
+    for framework, (rendezvous, result) in outcomes.items():
+        assert result.status == "failed", framework
+        assert "no rank got past the rendezvous" in result.reason, result.reason
+        assert f"127.0.0.1:{rendezvous}" in result.reason
+        assert data_parallel.port_is_free(rendezvous), framework  # nothing left listening
 
 
 @pytest.mark.gpu
