@@ -262,7 +262,6 @@ _DERIVED_KEYS = ("n", "median_ms", "median_ci_ms", "median_ci_level", "median_ci
                  "allreduce_bus_gb_per_s")
 
 
-
 @dataclass
 class Run:
     """A run file's contents: the environment, the configurations planned, and the results so far, in order.

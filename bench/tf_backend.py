@@ -166,16 +166,24 @@ class TFBackend:
 
     # Data parallel (bench.rank): MultiWorkerMirroredStrategy, one worker process per replica, from TF_CONFIG.
 
+    @staticmethod
+    def _collective(config: Config) -> tf.distribute.experimental.CommunicationImplementation:
+        """NCCL between GPUs, the gRPC ring on CPUs."""
+        implementations = tf.distribute.experimental.CommunicationImplementation
+        return implementations.NCCL if parse_device(config.device)[0] == "cuda" else implementations.RING
+
     def join(self, config: Config) -> tuple[int, int]:
         """Create the strategy (before any other TensorFlow op); returns (this worker's rank, replicas)."""
-        on_gpu = parse_device(config.device)[0] == "cuda"
-        implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL if on_gpu
-                          else tf.distribute.experimental.CommunicationImplementation.RING)
-        self._strategy = tf.distribute.MultiWorkerMirroredStrategy(
-            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation))
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                implementation=self._collective(config)))
+        self._strategy = strategy
         # The strategy connects to its peers lazily; one collective here makes joining mean what it means for
         # torch: every worker is up.
         self.agree_min(0)
+        return self._rank_and_world()
+
+    def _rank_and_world(self) -> tuple[int, int]:
         return int(self._strategy.cluster_resolver.task_id), int(self._strategy.num_replicas_in_sync)
 
     def no_sync_step(self) -> Callable[[], object]:
@@ -189,52 +197,45 @@ class TFBackend:
     def gradient_bytes(self) -> int:
         return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in self.model.trainable_variables)
 
-    def allreduce_step(self) -> Callable[[], object]:
-        """One SUM all-reduce of a gradient-sized fp32 buffer with the strategy's own collective."""
+    def _summed_across(self, tensor: tf.Tensor) -> tf.types.experimental.PolymorphicFunction:
+        """A traced SUM all-reduce of ``tensor`` over the replicas, with the strategy's own collective."""
         strategy = self._strategy
-        with strategy.scope():
-            buffer = tf.zeros([self.gradient_bytes() // 4], tf.float32)
-
-        @tf.function
-        def allreduce():
-            return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, buffer))
-
-        return allreduce
-
-    def _sum_across(self, values: np.ndarray) -> np.ndarray:
-        strategy, tensor = self._strategy, tf.constant(values)
 
         @tf.function
         def reduce():
             return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
                 tf.distribute.ReduceOp.SUM, tensor))
 
-        return reduce().numpy()
+        return reduce
+
+    def allreduce_step(self) -> Callable[[], object]:
+        """One SUM all-reduce of a gradient-sized fp32 buffer with the strategy's own collective."""
+        with self._strategy.scope():
+            buffer = tf.zeros([self.gradient_bytes() // 4], tf.float32)
+        return self._summed_across(buffer)
 
     def agree_min(self, value: int) -> int:
         # The collective reduces by SUM or MEAN only: each rank writes its proposal in its own slot.
-        rank, world = int(self._strategy.cluster_resolver.task_id), int(self._strategy.num_replicas_in_sync)
+        rank, world = self._rank_and_world()
         proposals = np.zeros(world)
         proposals[rank] = value
-        return int(self._sum_across(proposals).min())
+        return int(self._summed_across(tf.constant(proposals))().numpy().min())
 
     def all_gather(self, samples: list[float]) -> list[list[float]]:
         """Every rank's list, by rank (the lists are equally long: the ranks agreed on the step count)."""
-        rank, world = int(self._strategy.cluster_resolver.task_id), int(self._strategy.num_replicas_in_sync)
+        rank, world = self._rank_and_world()
         rows = np.zeros((world, len(samples)))
         rows[rank] = samples
-        return self._sum_across(rows).tolist()
+        return self._summed_across(tf.constant(rows))().numpy().tolist()
 
     def leave(self) -> None:
         """Nothing to close: the strategy's servers end with the process."""
 
     def data_parallel_settings(self, config: Config) -> dict:
         strategy = self._strategy
-        implementation = ("NCCL" if parse_device(config.device)[0] == "cuda" else "RING")
         return {"engine": "tf.distribute.MultiWorkerMirroredStrategy (loss / replicas, gradients SUM all-reduced: "
                           "in Keras' apply_gradients for train, explicitly for forward-backward)",
-                "collective_backend": implementation,
+                "collective_backend": self._collective(config).name,
                 "launcher": "one worker process per replica, TF_CONFIG",
                 "world_size": int(strategy.num_replicas_in_sync) if strategy is not None else None,
                 "no_sync_ceiling": "the same step on a non-distributed copy of the model in every worker"}
