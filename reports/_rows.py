@@ -64,11 +64,15 @@ def columns_for(group: Sequence[LabelledResult], shown_in_title: Sequence[str] =
     """The column keys a group needs: settings that vary (others go in the title), then the figures."""
     varying = [name for name in ("device", "precision")
                if name not in shown_in_title and len({getattr(e.result.config, name) for e in group}) > 1]
+    return ((["run"] if with_run else []) + varying + ["framework", "batch"] + optional_columns(group)
+            + [column.key for column in COLUMNS if column.numeric and column.key != "batch"])
+
+
+def optional_columns(group: Sequence[LabelledResult]) -> list[str]:
+    """"variant" where a result of the group is compiled or channels-last, "replicas" where one is data-parallel."""
     with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
     with_replicas = any(entry.result.config.replicas is not None for entry in group)
-    return ((["run"] if with_run else []) + varying + ["framework", "batch"] + (["variant"] if with_variant else [])
-            + (["replicas"] if with_replicas else [])
-            + [column.key for column in COLUMNS if column.numeric and column.key != "batch"])
+    return (["variant"] if with_variant else []) + (["replicas"] if with_replicas else [])
 
 
 def rows(group: Sequence[LabelledResult]) -> list[Row]:

@@ -37,9 +37,16 @@ if TYPE_CHECKING:  # duckdb is imported when the history is opened, so commands 
 HISTORY_ENVIRONMENT_VARIABLE = "CONVBENCH_HISTORY"
 SCHEMA = 1
 _FORMAT = "convbench run history"
+
+
+def config_key(config: Config) -> str:
+    """How the history stores and matches a configuration: its ``Config.key()`` as JSON."""
+    return json.dumps(list(config.key()))
+
+
 # What Config.key() holds, as a shape: trends are keyed by it, so a database written while the key had other
 # fields would silently split every trend in two; such a database asks to be rebuilt instead.
-_CONFIG_KEY_FORMAT = json.dumps(list(Config(model="", framework="", device="cpu", mode="forward", batch_size=1).key()))
+_CONFIG_KEY_FORMAT = config_key(Config(model="", framework="", device="cpu", mode="forward", batch_size=1))
 # A writer that finds the database locked by another process retries for this long before giving up.
 LOCK_TIMEOUT_S = 60.0
 _LOCK_MESSAGE = "Could not set lock on file"
@@ -172,14 +179,14 @@ def run_rows(run: Run, file_hash: str | None = None) -> RunRows:
     environment = run.environment
     run_id = run_id_of(environment, content_hash)
     frameworks = environment.get("frameworks") or {}
-    started_at = _utc(environment.get("started_at"))
+    started_at = naive_utc(environment.get("started_at"))
     if started_at is None and run.path is not None:
         # A run file that states no start time: its file's time is the best guess, and it is only read.
         started_at = dt.datetime.fromtimestamp(Path(run.path).stat().st_mtime, dt.timezone.utc).replace(tzinfo=None)
     run_row = {
         "run_id": run_id,
         "started_at": started_at,
-        "finished_at": _utc(environment.get("finished_at")),
+        "finished_at": naive_utc(environment.get("finished_at")),
         "command": environment.get("command"),
         "git_commit": environment.get("git_commit"),
         "git_dirty": environment.get("git_dirty"),
@@ -207,13 +214,13 @@ def run_rows(run: Run, file_hash: str | None = None) -> RunRows:
         row["settings"] = json.dumps(result.settings, sort_keys=True)
         configuration = config.label() + (f" {config.threads} threads" if config.threads is not None else "")
         row.update(run_id=run_id, position=position, configuration=configuration,
-                   config_key=json.dumps(list(config.key())), machine_id=machine.key, machine=machine.name,
+                   config_key=config_key(config), machine_id=machine.key, machine=machine.name,
                    framework_version=(frameworks.get(config.framework) or {}).get("version"))
         result_rows.append(row)
     return RunRows(run_row, result_rows)
 
 
-def _utc(text: str | None) -> dt.datetime | None:
+def naive_utc(text: str | None) -> dt.datetime | None:
     """An ISO time as a naive UTC datetime (the database stores UTC); None for a missing or unreadable one."""
     if not text:
         return None
@@ -240,7 +247,6 @@ class AddOutcome:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
-    results: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): unreadable run files
     missing: list[str] = field(default_factory=list)  # paths that do not exist
     empty: list[str] = field(default_factory=list)  # folders holding no run file
@@ -485,7 +491,6 @@ class History:
             casts = ", ".join(f"CAST({name} AS {kind.split()[0]})" for name, kind in columns)
             connection.execute(f"INSERT INTO {table} SELECT {casts} FROM incoming")
             connection.unregister("incoming")
-        outcome.results += len(result_frame)
 
     def _remember(self, paths: Iterable[str | Path]) -> None:
         """Add paths to the sources list, a path inside one already listed left out, since ``rebuild`` searches
@@ -588,6 +593,9 @@ class History:
 
         if write:
             self.location.parent.mkdir(parents=True, exist_ok=True)
+            # Writers insert through pandas frames (_insert); its second of import happens before the file is
+            # locked, not while other processes wait on the lock.
+            import pandas  # noqa: F401
         connection = self._connect(write)
         try:
             if write:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,15 +14,15 @@ from tabulate import tabulate
 
 from bench.record import Run
 from reports import _format
-from reports._files import ensure_folder
 from reports.compare import DEFAULT_THRESHOLD
-from reports.history import Filters, History, Series, Trend, machine_of
+from reports.history import Filters, History, Series, Trend, config_key, machine_of
 from reports.history_trend import (
     FAMILY_SIGNIFICANCE,
     METRICS,
     MIN_WINDOW_RUNS,
     RECENT_RUNS,
     SIGNIFICANCE,
+    VERDICTS,
     WINDOW_RUNS,
     ConfigurationCheck,
     Metric,
@@ -32,9 +30,6 @@ from reports.history_trend import (
     fewest_runs,
 )
 
-# A chart spanning more than this ratio between its lowest and highest median is drawn on a log axis (as the
-# report's bar charts are), or the fast configurations would lie flat along the bottom.
-_LOG_AXIS_SPREAD = 30
 _VERDICT_STYLES = {"slower": "bold red", "faster": "green", "no change": "", "not enough history": "yellow"}
 
 
@@ -128,7 +123,7 @@ def render_checks(checks: Sequence[ConfigurationCheck], console: Console, locati
             console.print(Text(f"{entry.series.configuration} on {entry.series.machine}: {_verdict_text(entry)}: "
                                f"{entry.check.why}", style="dim"))
     tally = ", ".join(f"{sum(entry.check.verdict == verdict for entry in checks)} {verdict}"
-                      for verdict in _VERDICT_STYLES)
+                      for verdict in VERDICTS)
     console.print(f"{tally}. {method_text(metric, threshold)}", highlight=False)
 
 
@@ -146,9 +141,10 @@ def plot_series(series: Sequence[Series], out_path: str | Path, title: str) -> P
     machine, where the series span several); returns the PNG path."""
     # matplotlib is imported here, not above: `history show` and `check` answer without it. Figures are drawn on
     # the Agg canvas directly, never through pyplot (as reports.plots does, for the same reasons).
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
+
+    from reports.plots import LOG_AXIS_SPREAD, save_png
 
     figure = Figure(figsize=(9, 5), layout="constrained")
     axes = figure.subplots()
@@ -164,7 +160,7 @@ def plot_series(series: Sequence[Series], out_path: str | Path, title: str) -> P
         if all(low is not None and high is not None for low, high in bounds):
             axes.fill_between(times, [low for low, _ in bounds], [high for _, high in bounds], color=colour,
                               alpha=0.2, linewidth=0)
-    if medians and max(medians) > _LOG_AXIS_SPREAD * min(medians):
+    if medians and max(medians) > LOG_AXIS_SPREAD * min(medians):
         axes.set_yscale("log")
     locator = AutoDateLocator()
     axes.xaxis.set_major_locator(locator)
@@ -177,15 +173,12 @@ def plot_series(series: Sequence[Series], out_path: str | Path, title: str) -> P
     axes.grid(True, alpha=0.3)
     if series:
         axes.legend(fontsize="small")
-    out_path = Path(out_path)
-    ensure_folder(out_path.parent)
-    FigureCanvasAgg(figure).print_png(out_path)
-    return out_path
+    return save_png(figure, Path(out_path))
 
 
 def run_configurations(runs: Sequence[Run]) -> tuple[tuple[str, str], ...]:
     """The (config_key, machine_id) pairs of the runs' results, as the history keys them."""
-    pairs = {(json.dumps(list(result.config.key())), machine_of(run.environment, result.config.device).key)
+    pairs = {(config_key(result.config), machine_of(run.environment, result.config.device).key)
              for run in runs for result in run.results}
     return tuple(sorted(pairs))
 
@@ -201,12 +194,14 @@ def append_history_section(report_path: str | Path, runs: Sequence[Run], history
     if not series:
         lines += ["", "The history holds no measured result of these configurations on these machines."]
     else:
+        from reports.plots import file_safe  # with matplotlib, which the charts below need anyway
+
         checks = {(entry.series.config_key, entry.series.machine_id): entry
                   for entry in check_series(series, METRICS["time"], DEFAULT_THRESHOLD)}
         lines += ["", method_text(METRICS["time"], DEFAULT_THRESHOLD)]
         for model in dict.fromkeys(entry.model for entry in series):
             model_series = [entry for entry in series if entry.model == model]
-            chart_path = report_path.parent / f"{report_path.stem}-{_file_safe(model)}-history.png"
+            chart_path = report_path.parent / f"{report_path.stem}-{file_safe(model)}-history.png"
             chart = plot_series(model_series, chart_path, f"{model}: median step time over the run history")
             charts.append(chart)
             rows = []
@@ -224,7 +219,3 @@ def append_history_section(report_path: str | Path, runs: Sequence[Run], history
     with report_path.open("a") as stream:
         stream.write("\n" + "\n".join(lines) + "\n")
     return charts
-
-
-def _file_safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)

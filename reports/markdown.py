@@ -46,12 +46,13 @@ def write_report(runs: list[Run], out_path: str | Path) -> Path:
     scaling_charts = plot_batch_scaling(runs, out_path.parent, out_path.stem)
     entries = labelled_results(runs)
     measured = [entry for entry in entries if entry.result.status == "ok"]
-    replica_charts = scaling.plot_scaling(scaling.scaling_rows(measured), out_path.parent, out_path.stem)
+    replica_rows = scaling.scaling_rows(measured)
+    replica_charts = scaling.plot_scaling(replica_rows, out_path.parent, out_path.stem)
     with_run = len(runs) > 1
     sections = [
         _heading(runs),
         _environment_section(runs),
-        _results_section(measured, with_run, median_charts, scaling_charts, replica_charts),
+        _results_section(measured, with_run, median_charts, scaling_charts, replica_rows, replica_charts),
         _settings_section(entries, with_run),
         _methodology_section(runs),
         _not_measured_section([entry for entry in entries if entry.result.status != "ok"], with_run),
@@ -78,7 +79,8 @@ def _environment_section(runs: Sequence[Run]) -> str:
 
 
 def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_charts: dict[str, Path],
-                     scaling_charts: dict[str, Path], replica_charts: dict[str, Path]) -> str:
+                     scaling_charts: dict[str, Path], replica_rows: Sequence[scaling.ScalingRow],
+                     replica_charts: dict[str, Path]) -> str:
     if not measured:
         return "## Results\n\nNo configuration was measured."
     results = [entry.result for entry in measured]
@@ -104,12 +106,11 @@ def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_
             parts.append(_scaling_tables(model, [entry for entry in measured if entry.result.config.model == model],
                                         with_run))
             parts.append(f"![{model}: throughput against batch size]({scaling_charts[model].name})")
-        parallel = scaling.by_model_and_mode(scaling.scaling_rows(
-            [entry for entry in measured if entry.result.config.model == model]))
+        parallel = scaling.by_model_and_mode([row for row in replica_rows if row.entry.result.config.model == model])
         for (_, mode), rows in parallel.items():
             parts.append(f"#### Data-parallel scaling of {model}, {mode}\n\n"
                          + _table(scaling.HEADERS, [scaling.cells(row) for row in rows],
-                                  text_columns={"framework", "replicas"}))
+                                  text_columns=scaling.TEXT_COLUMNS))
         if parallel:
             parts.append(scaling.LEGEND)
         if model in replica_charts:
@@ -118,10 +119,8 @@ def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_
 
 
 def _mode_section(mode: str, group: Sequence[LabelledResult], with_run: bool) -> str:
-    with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
-    with_replicas = any(entry.result.config.replicas is not None for entry in group)
     keys = ((["run"] if with_run else []) + ["device", "precision", "batch", "framework"]
-            + (["variant"] if with_variant else []) + (["replicas"] if with_replicas else [])
+            + _rows.optional_columns(group)
             + [column.key for column in _rows.COLUMNS if column.numeric and column.key != "batch"])
     headers = [_rows.COLUMN_BY_KEY[key].header for key in keys]
     table_rows = [[row.cells[key] for key in keys] for row in _rows.rows(group)]

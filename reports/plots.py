@@ -16,9 +16,9 @@ from bench.record import Run
 from reports._files import ensure_folder
 from reports._groups import LabelledResult, labelled_results, series_name, sort_key
 
-# A bar chart spanning more than this ratio between its shortest and longest bar is drawn on a log axis,
-# or the short bars (a GPU beside a CPU) would vanish.
-_LOG_AXIS_SPREAD = 30
+# A chart spanning more than this ratio between its smallest and largest value is drawn on a log axis, or the
+# small ones (a GPU beside a CPU) would vanish along the bottom; the history's trend charts use it too.
+LOG_AXIS_SPREAD = 30
 # Modes differ by line style, series by colour, so a reader can follow either.
 _LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -44,7 +44,7 @@ def plot_median_times(runs: Sequence[Run], out_dir: str | Path, prefix: str) -> 
             axes.set_title(f"batch {batch_size}")
         axes_row[0].set_ylabel("median time per batch (ms), with its CI")
         figure.suptitle(f"{model}: median step time")
-        written[model] = _save(figure, Path(out_dir) / f"{prefix}-{_file_safe(model)}-median.png")
+        written[model] = save_png(figure, Path(out_dir) / f"{prefix}-{file_safe(model)}-median.png")
     return written
 
 
@@ -81,7 +81,7 @@ def plot_batch_scaling(runs: Sequence[Run], out_dir: str | Path, prefix: str) ->
         axes.set_title(f"{model}: throughput against batch size")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize="small")
-        written[model] = _save(figure, Path(out_dir) / f"{prefix}-{_file_safe(model)}-scaling.png")
+        written[model] = save_png(figure, Path(out_dir) / f"{prefix}-{file_safe(model)}-scaling.png")
     return written
 
 
@@ -104,7 +104,7 @@ def _median_panel(axes: Axes, entries: Sequence[LabelledResult], colours: dict[s
         axes.bar(positions, medians, width=width, yerr=whiskers, capsize=3, label=name, color=colours[name])
     axes.set_xticks(range(len(modes)), modes)
     medians = [entry.median_ms for entry in entries]
-    if max(medians) > _LOG_AXIS_SPREAD * min(medians):
+    if max(medians) > LOG_AXIS_SPREAD * min(medians):
         axes.set_yscale("log")
     axes.grid(True, axis="y", alpha=0.3)
     axes.legend(fontsize="small")
@@ -120,11 +120,11 @@ def _ok_entries(runs: Sequence[Run]) -> list[LabelledResult]:
     return [entry for entry in labelled_results(runs) if entry.result.status == "ok"]
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_png(figure: Figure, path: Path) -> Path:
     ensure_folder(path.parent)
     FigureCanvasAgg(figure).print_png(path)
     return path
 
 
-def _file_safe(name: str) -> str:
+def file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)

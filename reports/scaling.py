@@ -12,17 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from reports import _format
-from reports._files import ensure_folder
 from reports._groups import LabelledResult
 
 NO_BASELINE = "no 1-replica configuration of this series in the run"
 
 HEADERS = ("framework", "replicas", "global batch", "step ms", "images/s", "efficiency", "no-sync ms", "exchange",
            "all-reduce GB/s", "rank p50/p95 ms")
+TEXT_COLUMNS = frozenset({"framework", "replicas"})  # left-aligned; the others are figures
 NO_EXCHANGE = "-"
 # A narrow terminal gives these up first (report.md always has every column).
 DROP_ORDER = ("rank p50/p95 ms", "no-sync ms", "global batch")
@@ -108,6 +105,11 @@ def plot_scaling(rows: Sequence[ScalingRow], out_dir: str | Path, prefix: str) -
 
     Returns model -> PNG path; files are named ``{prefix}-{model}-replicas.png``.
     """
+    # matplotlib is imported here, not above: the terminal tables (reports.table) use this module without it.
+    from matplotlib.figure import Figure
+
+    from reports.plots import file_safe, save_png
+
     written = {}
     for model in dict.fromkeys(row.entry.result.config.model for row in rows):
         model_rows = [row for row in rows if row.entry.result.config.model == model]
@@ -139,8 +141,5 @@ def plot_scaling(rows: Sequence[ScalingRow], out_dir: str | Path, prefix: str) -
         efficiency.set_ylim(bottom=0)
         throughput.legend(fontsize="small")
         figure.suptitle(f"{model}: data-parallel scaling (measured; efficiency against 1 replica of the same run)")
-        path = Path(out_dir) / f"{prefix}-{model}-replicas.png"
-        ensure_folder(path.parent)
-        FigureCanvasAgg(figure).print_png(path)
-        written[model] = path
+        written[model] = save_png(figure, Path(out_dir) / f"{prefix}-{file_safe(model)}-replicas.png")
     return written

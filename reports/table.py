@@ -70,7 +70,7 @@ def scaling_table(model: str, mode: str, rows: Sequence[scaling.ScalingRow], wid
         for index in keep:
             header = scaling.HEADERS[index]
             table.add_column(header.replace(" ", "\n", 1), no_wrap=True,  # two-line headers: narrower columns
-                             justify="left" if header in ("framework", "replicas") else "right")
+                             justify="left" if header in scaling.TEXT_COLUMNS else "right")
         for row in rows:
             cells = scaling.cells(row)
             table.add_row(*(cells[index] for index in keep))
