@@ -51,9 +51,14 @@ def _print_json(document: object) -> None:
     sys.stdout.write(json.dumps(document, indent=1) + "\n")
 
 
+def _name_patterns(names: list[str] | None) -> list[str]:
+    """Names or wildcards given as separate words or comma lists (``lenet,alexnet``)."""
+    return [part.strip() for name in names or () for part in name.split(",") if part.strip()]
+
+
 def _models(names: list[str] | None) -> list[str]:
     """Names, wildcards or 'all', given as separate words or comma lists (``lenet,alexnet``)."""
-    patterns = [part.strip() for name in names or ["all"] for part in name.split(",") if part.strip()]
+    patterns = _name_patterns(names or ["all"])
     try:
         return zoo.resolve_models(patterns or ["all"])
     except zoo.UnknownNameError as error:
@@ -135,24 +140,24 @@ def _choices(value: str, what: str, accepted: tuple[str, ...] | list[str]) -> li
     return items
 
 
-def _batch_sizes(value: str) -> list[int]:
-    sizes = []
-    for item in _split(value, "batch-size"):
+def _whole_numbers(value: str, what: str, refusal: str) -> list[int]:
+    """A comma list of whole numbers >= 1; the first that is not is refused with ``refusal`` (exit 2)."""
+    numbers = []
+    for item in _split(value, what):
         if not item.lstrip("-").isdigit() or int(item) < 1:
-            raise CliError(f"batch size must be a whole number >= 1, received {item!r}", exit_code=2)
-        sizes.append(int(item))
-    return sizes
+            raise CliError(f"{refusal}, received {item!r}", exit_code=2)
+        numbers.append(int(item))
+    return numbers
+
+
+def _batch_sizes(value: str) -> list[int]:
+    return _whole_numbers(value, "batch-size", "batch size must be a whole number >= 1")
 
 
 def _replica_counts(value: str | None) -> list[int | None]:
     if value is None:
         return [None]
-    counts = []
-    for item in _split(value, "replicas"):
-        if not item.lstrip("-").isdigit() or int(item) < 1:
-            raise CliError(f"--replicas takes whole numbers >= 1 (comma list), received {item!r}", exit_code=2)
-        counts.append(int(item))
-    return counts
+    return _whole_numbers(value, "replicas", "--replicas takes whole numbers >= 1 (comma list)")
 
 
 def _cluster(hosts: str | None, node_rank: int, replicas: list[int | None], devices: list[str]):
@@ -805,23 +810,15 @@ HistorySinceOption = Annotated[str | None, typer.Option(
 def _history_filters(models: list[str] | None, framework: str | None, mode: str | None, device: str | None,
                      machine: str | None, since: str | None):
     """The filters the options name, each checked first (bad input is exit 2)."""
-    import datetime
-
     from bench.modes import MODES
-    from reports.history import Filters
+    from reports.history import Filters, naive_utc
 
-    since_time = None
-    if since is not None:
-        try:
-            since_time = datetime.datetime.fromisoformat(since)
-        except ValueError:
-            raise CliError(f"--since takes a date or time such as 2026-03-01 or 2026-03-01T12:00. Received: "
-                           f"{since!r}", exit_code=2) from None
-        if since_time.tzinfo is not None:
-            since_time = since_time.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-    patterns = tuple(part.strip() for name in models or () for part in name.split(",") if part.strip())
+    since_time = naive_utc(since) if since is not None else None
+    if since is not None and since_time is None:
+        raise CliError(f"--since takes a date or time such as 2026-03-01 or 2026-03-01T12:00. Received: "
+                       f"{since!r}", exit_code=2)
     return Filters(
-        models=patterns,
+        models=tuple(_name_patterns(models)),
         frameworks=tuple(_frameworks(framework)) if framework is not None else (),
         modes=tuple(_choices(mode, "mode", list(MODES))) if mode is not None else (),
         devices=tuple(_devices(device)) if device is not None else (),
