@@ -264,8 +264,8 @@ def _configs(models: list[str], frameworks: str, device: str, modes: str, batch_
              compile_: bool, channels_last: bool, threads: int | None, warmup: int, iters: int, max_time: float,
              repeats: int, replicas: list[int | None] = (None,), nodes: int = 1):
     """Every configuration the options name (their cross product), each option checked first."""
+    from bench.config import PRECISIONS
     from bench.modes import MODES
-    from bench.record import PRECISIONS
     from bench.runner import expand
 
     chosen_frameworks = _frameworks(frameworks)

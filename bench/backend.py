@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bench.record import Config
+from bench.config import Config
 
 # fp16 losses are multiplied by this before backward (torch's GradScaler starts from the same scale).
 FP16_LOSS_SCALE = 2.0**16

@@ -29,8 +29,9 @@ from typing import Any
 
 import psutil
 
-from bench.record import Config, Result
-from bench.runner import WorkerInterrupted, measured_counts
+from bench.config import Config
+from bench.record import Result, config_counts
+from bench.runner import WorkerInterrupted
 
 RANK_PROGRAM: tuple[str, ...] = ("-m", "bench.rank")
 PORT_ATTEMPTS = 3  # a port chosen free can be taken before the launcher binds it: choose again
@@ -321,7 +322,7 @@ def run_replicas(
                 host = cluster.hosts[cluster.node_rank][0]
                 return (Result(config=config, status="failed", reason=f"{config.framework}: port {busy[0]} on "
                                f"this machine ({host}, node {cluster.node_rank}) is in use; every machine must "
-                               "use the ports --hosts gives it", **measured_counts(config)), {})
+                               "use the ports --hosts gives it", **config_counts(config)), {})
         outcome = _run_launches(config, launches, timeout_s, cluster, observer, index)
         ranks, reason, interrupted, port_busy = outcome
         if not port_busy or cluster.hosts or attempt == PORT_ATTEMPTS - 1:
@@ -422,7 +423,7 @@ def _timeout_reason(timeout_s: float, ranks: _Ranks, cluster: Cluster, config: C
 
 def _combine(config: Config, ranks: _Ranks, reason: str | None, interrupted: KeyboardInterrupt | None
              ) -> tuple[Result, dict]:
-    counts = measured_counts(config)
+    counts = config_counts(config)
     reports = [ranks.by_rank[rank] for rank in sorted(ranks.by_rank)]
     outcomes = [report.outcome for report in reports if report.outcome is not None]
     facts = {key: outcomes[0].get(key) or {} for key in ("framework", "device")} if outcomes else {}

@@ -47,10 +47,10 @@ def _interleaved(backend, step, reference_round, calls: int) -> tuple[float, flo
 
 def _torch_case(model_name: str, batch: int, threads: int) -> dict:
     from bench.backend import load_backend
-    from bench.record import Config
+    from bench.config import Config
 
     backend = load_backend("torch")
-    config = Config(model_name, "torch", "cpu", "forward", batch)
+    config = Config(model=model_name, framework="torch", device="cpu", mode="forward", batch_size=batch)
     backend.configure(config, threads)  # before anything else runs in parallel, or torch refuses
     import torch
     from torch.utils import benchmark
@@ -71,10 +71,10 @@ def _torch_case(model_name: str, batch: int, threads: int) -> dict:
 
 def _tf_case(model_name: str, batch: int, threads: int) -> dict:
     from bench.backend import load_backend
-    from bench.record import Config
+    from bench.config import Config
 
     backend = load_backend("tf")
-    config = Config(model_name, "tf", "cpu", "forward", batch)
+    config = Config(model=model_name, framework="tf", device="cpu", mode="forward", batch_size=batch)
     backend.configure(config, threads)
     step = backend.prepare(config)
     import tensorflow as tf

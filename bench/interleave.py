@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.config import Config
 from bench.environment import PROJECT_ROOT, host_environment
-from bench.record import Config, Run, write_run
+from bench.record import Run, write_run
 from bench.runner import DEFAULT_TIMEOUT_S, Observer, RunRecorder, measure_process
 
 WORKING_TREE = "."

@@ -238,10 +238,10 @@ def _worker(framework: str, device: str, precisions: list[str], threads: int, id
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = str(threads)
     from bench.backend import Skip, load_backend
-    from bench.record import Config
+    from bench.config import Config
 
     backend = load_backend(framework)
-    probe = Config("lenet", framework, device, "forward", 1)
+    probe = Config(model="lenet", framework=framework, device=device, mode="forward", batch_size=1)
     backend.configure(probe, threads)
     if identify:
         try:

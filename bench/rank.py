@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from bench.record import Config
+from bench.config import Config
 from bench.worker import THREAD_VARIABLES, ProcessMemory, describe, exit_now, peak_memory_bytes
 
 PIPE_BUF = select.PIPE_BUF

@@ -1,9 +1,9 @@
 """The one record type of a measurement, and the run file (``results.json``) that holds a run's records.
 
 A ``Result`` stores what was measured (raw samples, which worker process took them, first-step time, peak
-memory) with its configuration and the settings in effect; every statistic is derived from the samples on
-demand and written alongside them, never stored rounded. Tables, pandas frames, markdown reports and
-comparisons all read this one record.
+memory) with its configuration and the settings in effect; every statistic is derived from the samples, once per
+result, as a typed ``Derived``, and written alongside them, never stored rounded. Tables, pandas frames, markdown
+reports, comparisons and the history all read this one record, and take their columns from its types.
 """
 
 from __future__ import annotations
@@ -12,19 +12,24 @@ import json
 import os
 import statistics
 import tempfile
+import typing
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.modes import FLOP_CONVENTION, MODES, get_mode
+import zoo
+from bench.config import Config
+from bench.modes import FLOP_CONVENTION, MODES, step_flops
 from bench.stats import Summary, median_ci, summarize
+from bench.timing import TIMING_METHODS
 
-SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA = 3
+READABLE_SCHEMAS = (1, 2, 3)
+RUN_FILE_NAME = "results.json"
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 # ok: every planned sample was taken. failed / interrupted may hold the samples taken before the end (partial).
 STATUSES: tuple[str, ...] = ("ok", "failed", "skipped", "interrupted")
 
@@ -34,77 +39,70 @@ class RunFileError(ValueError):
 
 
 @dataclass(frozen=True)
-class Config:
-    """One configuration of a run: what is timed and how. Frozen and hashable."""
+class Derived:
+    """The figures derived from a result's samples (``Result.derived``); None where they do not apply.
 
-    model: str
-    framework: str
-    device: str
-    mode: str
-    batch_size: int
-    precision: str = "fp32"
-    compile: bool = False
-    channels_last: bool = False
-    threads: int | None = None
-    warmup: int = 10
-    iters: int = 100
-    max_time_s: float | None = None
-    repeats: int = 1  # fresh worker processes, each with its own burn-in and timed loop
-    # Data parallel: None is one plain process; N is N replicas per machine under the framework's distributed
-    # engine (torch DDP, tf.distribute), each on ``batch_size`` images, on ``nodes`` machines.
-    replicas: int | None = None
-    nodes: int = 1
+    Per batch: ``median_ms`` (the headline, with ``median_ci_ms`` of exact coverage ``median_ci_level`` over
+    ``median_ci_basis``: one process's samples or the process medians), mean, std (n - 1), min, max, IQR, p5,
+    p95; ``noisy`` when the IQR exceeds 10% of the median. Throughput over the global batch, achieved FLOP/s and
+    MFU against the device's peak. Data parallel only: the spread of the ranks' medians, the no-sync ceiling,
+    the share of a step spent on gradient exchange, and the all-reduce's time and bus bandwidth.
+    """
 
-    def __post_init__(self) -> None:
-        get_mode(self.mode)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Received: {self.precision!r}")
-        if self.replicas is not None and self.replicas < 1:
-            raise ValueError(f"replicas must be >= 1. Received: replicas={self.replicas}")
-        if self.nodes < 1 or (self.nodes > 1 and self.replicas is None):
-            raise ValueError(f"nodes must be >= 1, and > 1 only with replicas. Received: nodes={self.nodes}")
+    n: int
+    median_ms: float | None = None
+    median_ci_ms: tuple[float, float] | None = None
+    median_ci_level: float | None = None
+    median_ci_basis: str | None = None
+    processes: int | None = None
+    process_spread: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    iqr_ms: float | None = None
+    p5_ms: float | None = None
+    p95_ms: float | None = None
+    noisy: bool | None = None
+    global_batch: int | None = None
+    images_per_s: float | None = None
+    ms_per_image: float | None = None
+    gflops_per_s: float | None = None
+    mfu: float | None = None
+    rank_median_p50_ms: float | None = None
+    rank_median_p95_ms: float | None = None
+    no_sync_median_ms: float | None = None
+    communication_share: float | None = None
+    allreduce_median_ms: float | None = None
+    allreduce_bus_gb_per_s: float | None = None
 
-    @property
-    def world_size(self) -> int:
-        """Replicas over all machines (1 for a plain process)."""
-        return (self.replicas or 1) * self.nodes
-
-    @property
-    def global_batch(self) -> int:
-        """Images per step over every replica (weak scaling: each replica takes ``batch_size``)."""
-        return self.batch_size * self.world_size
-
-    @property
-    def peak_devices(self) -> int:
-        """How many times a device's matmul peak the configuration can use: one GPU per replica, one CPU (all its
-        cores, shared by its replicas) per machine."""
-        return self.world_size if self.device.startswith("cuda") else self.nodes
-
-    def key(self) -> tuple:
-        """What identifies the same configuration across two runs (the protocol fields may differ)."""
-        return (
-            self.model, self.framework, self.device, self.mode, self.batch_size,
-            self.precision, self.compile, self.channels_last, self.threads, self.replicas, self.nodes,
-        )
-
-    def label(self) -> str:
-        flags = "".join(
-            f" +{name}" for name, on in (("compile", self.compile), ("channels-last", self.channels_last)) if on
-        )
-        if self.replicas is not None:
-            flags += f" x{self.replicas}" + (f" x{self.nodes} nodes" if self.nodes > 1 else "")
-        return (
-            f"{self.model} {self.framework} {self.device} {self.mode} "
-            f"b{self.batch_size} {self.precision}{flags}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def columns(self) -> dict[str, Any]:
+        """The figures as flat columns: the interval split into ``median_ci_low_ms`` and ``median_ci_high_ms``."""
+        flat: dict[str, Any] = {}
+        for name, value in asdict(self).items():
+            if name == "median_ci_ms":
+                flat["median_ci_low_ms"], flat["median_ci_high_ms"] = value or (None, None)
+            else:
+                flat[name] = value
+        return flat
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Config:
-        """Rebuild from a dict holding at least the configuration's fields (other keys are ignored)."""
-        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+    def column_types(cls) -> dict[str, Any]:
+        """The type of each of ``columns()``, for stores that declare their columns (the history)."""
+        hints = typing.get_type_hints(cls)
+        types: dict[str, Any] = {}
+        for name in hints:
+            if name == "median_ci_ms":
+                types["median_ci_low_ms"] = types["median_ci_high_ms"] = float | None
+            else:
+                types[name] = hints[name]
+        return types
+
+
+def config_counts(config: Config) -> dict[str, int]:
+    """MACs per image and FLOPs per step of ``config``; a data-parallel step is every replica's, the global batch."""
+    spec = zoo.get_spec(config.model)
+    return {"macs_per_image": spec.macs, "flops_per_step": step_flops(spec, config.global_batch, config.mode)}
 
 
 @dataclass(frozen=True)
@@ -170,49 +168,46 @@ class Result:
     def process_medians_ms(self) -> tuple[float, ...]:
         return tuple(statistics.median(part) for part in self.process_samples if part)
 
-    def derived(self) -> dict[str, Any]:
-        """Every figure computed from the samples; None where nothing was measured or the result is not ok.
+    @cached_property
+    def derived(self) -> Derived:
+        """Every figure computed from the samples, once; None where nothing was measured or the result is not ok.
 
         With one process the headline median and its interval come from the samples. With several, from the
         per-process medians: samples of one process share its start-up luck, so only the spread between
         processes says how far another run would land. ``median_ci_basis`` names the basis and
         ``median_ci_level`` the interval's exact coverage (below 95% for fewer than 6 values).
         """
-        values: dict[str, Any] = dict.fromkeys(_DERIVED_KEYS)
-        values["n"] = len(self.samples_ms)
         summary = self.summary
         if summary is None or self.status != "ok":
-            return values
+            return Derived(n=len(self.samples_ms))
         medians = self.process_medians_ms
+        process_spread = None
         if len(medians) > 1:
             basis, median, interval = "process medians", statistics.median(medians), median_ci(medians)
-            values["process_spread"] = (max(medians) - min(medians)) / median
+            process_spread = (max(medians) - min(medians)) / median
         else:
             basis, median, interval = "samples", summary.median_ms, summary.median_ci
-        values.update(
-            median_ms=median, median_ci_ms=[interval.low_ms, interval.high_ms], median_ci_level=interval.level,
-            median_ci_basis=basis, processes=max(len(medians), 1), mean_ms=summary.mean_ms, std_ms=summary.std_ms,
-            min_ms=summary.min_ms, max_ms=summary.max_ms, iqr_ms=summary.iqr_ms, p5_ms=summary.p5_ms,
-            p95_ms=summary.p95_ms, noisy=summary.noisy,
-        )
         batch = self.config.global_batch
-        values["global_batch"] = batch
-        values["images_per_s"] = batch / (median / 1e3)
-        values["ms_per_image"] = median / batch
-        if self.flops_per_step is not None:
-            values["gflops_per_s"] = self.flops_per_step / (median / 1e3) / 1e9
-            if self.peak_gflops_per_s:
-                values["mfu"] = values["gflops_per_s"] / (self.peak_gflops_per_s * self.config.peak_devices)
-        values.update(self._data_parallel())
-        return values
+        gflops_per_s = self.flops_per_step / (median / 1e3) / 1e9 if self.flops_per_step is not None else None
+        mfu = None
+        if gflops_per_s is not None and self.peak_gflops_per_s:
+            mfu = gflops_per_s / (self.peak_gflops_per_s * self.config.peak_devices)
+        return Derived(
+            n=len(self.samples_ms), median_ms=median, median_ci_ms=(interval.low_ms, interval.high_ms),
+            median_ci_level=interval.level, median_ci_basis=basis, processes=max(len(medians), 1),
+            process_spread=process_spread, mean_ms=summary.mean_ms, std_ms=summary.std_ms, min_ms=summary.min_ms,
+            max_ms=summary.max_ms, iqr_ms=summary.iqr_ms, p5_ms=summary.p5_ms, p95_ms=summary.p95_ms,
+            noisy=summary.noisy, global_batch=batch, images_per_s=batch / (median / 1e3), ms_per_image=median / batch,
+            gflops_per_s=gflops_per_s, mfu=mfu, **self._data_parallel(),
+        )
 
-    def _data_parallel(self) -> dict[str, Any]:
+    def _data_parallel(self) -> dict[str, float]:
         """Spread across ranks, the communication-free ceiling and the all-reduce's bus bandwidth.
 
         Bus bandwidth follows nccl-tests: an all-reduce of S bytes over n ranks moves 2(n-1)/n x S through each
         rank's link, so S / time x 2(n-1)/n is comparable across rank counts; with one rank nothing moves (None).
         """
-        values: dict[str, Any] = {}
+        values: dict[str, float] = {}
         rank_medians = [statistics.median(samples) for samples in self.rank_samples_ms if samples]
         if rank_medians:
             values["rank_median_p50_ms"], values["rank_median_p95_ms"] = (
@@ -236,7 +231,7 @@ class Result:
         stored["rank_samples_ms"] = [list(samples) for samples in self.rank_samples_ms]
         stored["no_sync_samples_ms"] = list(self.no_sync_samples_ms)
         stored["allreduce_samples_ms"] = list(self.allreduce_samples_ms)
-        return {**self.config.to_dict(), **stored, **self.derived()}
+        return {**self.config.to_dict(), **stored, **asdict(self.derived)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Result:
@@ -255,13 +250,6 @@ class Result:
                    **stored)
 
 
-_DERIVED_KEYS = ("n", "median_ms", "median_ci_ms", "median_ci_level", "median_ci_basis", "processes",
-                 "process_spread", "mean_ms", "std_ms", "min_ms", "max_ms", "iqr_ms", "p5_ms", "p95_ms", "noisy",
-                 "global_batch", "images_per_s", "ms_per_image", "gflops_per_s", "mfu", "rank_median_p50_ms",
-                 "rank_median_p95_ms", "no_sync_median_ms", "communication_share", "allreduce_median_ms",
-                 "allreduce_bus_gb_per_s")
-
-
 @dataclass
 class Run:
     """A run file's contents: the environment, the configurations planned, and the results so far, in order.
@@ -275,6 +263,8 @@ class Run:
     planned: list[Config] = field(default_factory=list)
     # As the file states them: a file written by an older version keeps its own descriptions.
     modes: dict[str, str] = field(default_factory=lambda: {name: mode.description for name, mode in MODES.items()})
+    timings: dict[str, str] = field(default_factory=lambda: {name: method.description
+                                                             for name, method in TIMING_METHODS.items()})
     flop_convention: str = FLOP_CONVENTION
 
     def to_dict(self) -> dict[str, Any]:
@@ -283,6 +273,7 @@ class Run:
             "environment": self.environment,
             "flop_convention": self.flop_convention,
             "modes": self.modes,
+            "timings": self.timings,
             "planned": [config.to_dict() for config in self.planned],
             "results": [result.to_dict() for result in self.results],
         }
@@ -319,11 +310,12 @@ def _json_default(value: Any) -> Any:
 def results_path(path: Path | str) -> Path:
     """The results file of a run folder, or the path itself when it names a file."""
     path = Path(path)
-    return path / "results.json" if path.is_dir() else path
+    return path / RUN_FILE_NAME if path.is_dir() else path
 
 
 def read_run(path: Path | str) -> Run:
-    """Read a run file (or a run folder holding ``results.json``); ``RunFileError`` says what is wrong with it."""
+    """Read a run file (or a run folder holding ``results.json``) of any readable schema, migrated to this one;
+    ``RunFileError`` says what is wrong with it."""
     path = results_path(path)
     if not path.exists():
         raise RunFileError(f"no results file at {path}")
@@ -343,22 +335,39 @@ def read_run(path: Path | str) -> Run:
         raise RunFileError(f"{path} has schema {document['schema']!r}; this version reads schemas "
                            f"{', '.join(map(str, READABLE_SCHEMAS))}")
     try:
-        entries = document["results"]
-        if document["schema"] == 1:
-            entries = [_from_schema_1(entry) for entry in entries]
-        results = [Result.from_dict(entry) for entry in entries]
+        document = _migrated(document)
+        results = [Result.from_dict(entry) for entry in document["results"]]
         environment = dict(document["environment"])
         modes = dict(document.get("modes") or {name: mode.description for name, mode in MODES.items()})
+        timings = dict(document["timings"])
         flop_convention = str(document.get("flop_convention") or FLOP_CONVENTION)
         planned = [Config.from_dict(entry) for entry in document.get("planned") or ()]
     except (KeyError, TypeError, ValueError) as error:
         raise RunFileError(f"{path} has a malformed result: {error}") from None
-    return Run(environment=environment, results=results, path=path, planned=planned, modes=modes,
+    return Run(environment=environment, results=results, path=path, planned=planned, modes=modes, timings=timings,
                flop_convention=flop_convention)
 
 
+def _migrated(document: dict[str, Any]) -> dict[str, Any]:
+    """A run file's document in this schema's terms, each older schema brought one step forward."""
+    if document["schema"] == 1:
+        document = {**document, "schema": 2, "results": [_from_schema_1(entry) for entry in document["results"]]}
+    if document["schema"] == 2:
+        document = _from_schema_2(document)
+    return document
+
+
+def _from_schema_2(document: dict[str, Any]) -> dict[str, Any]:
+    """A schema-2 document in schema 3's terms: schema 2 knew one way of timing, steady-state steps after burn-in,
+    which schema 3 names in every configuration (``timing``) and describes beside the modes (``timings``)."""
+    steady = {"timing": "steady"}
+    return {**document, "schema": 3, "results": [{**entry, **steady} for entry in document["results"]],
+            "planned": [{**entry, **steady} for entry in document.get("planned") or ()],
+            "timings": {"steady": TIMING_METHODS["steady"].description}}
+
+
 def _from_schema_1(entry: dict[str, Any]) -> dict[str, Any]:
-    """A schema-1 entry in schema 2's terms.
+    """A schema-1 result entry in schema 2's terms.
 
     Schema 1 kept each process's median rather than its sample count; the counts are recovered when the pooled
     samples split evenly into chunks whose medians are exactly the stored ones, else the samples count as one

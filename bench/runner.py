@@ -23,10 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import zoo
+from bench.config import Config
 from bench.environment import host_environment, now_utc
-from bench.modes import step_flops
-from bench.record import Config, Result, Run, write_run
+from bench.record import Result, Run, config_counts, write_run
 
 if TYPE_CHECKING:
     from bench.data_parallel import Cluster
@@ -71,8 +70,9 @@ def expand(
     """The cross product of the choices, one ``Config`` each, grouped by model, then device, then framework;
     replica counts innermost, so a scaling series runs (and is listed) together."""
     return [
-        Config(model, framework, device, mode, batch, precision, compile, channels_last, threads, warmup, iters,
-               max_time_s, repeats, count, nodes if count is not None else 1)
+        Config(model=model, framework=framework, device=device, mode=mode, batch_size=batch, precision=precision,
+               compile=compile, channels_last=channels_last, threads=threads, warmup=warmup, iters=iters,
+               max_time_s=max_time_s, repeats=repeats, replicas=count, nodes=nodes if count is not None else 1)
         for model, device, framework, precision, batch, mode, count in itertools.product(
             models, devices, frameworks, precisions, batch_sizes, modes, replicas
         )
@@ -86,12 +86,6 @@ def _signal_reason(returncode: int) -> str:
         name = f"signal {-returncode}"
     hint = " (out of memory?)" if name == "SIGKILL" else ""
     return f"worker killed by {name}{hint}"
-
-
-def measured_counts(config: Config) -> dict[str, int]:
-    """MACs per image and FLOPs per step; a data-parallel step is every replica's, the global batch."""
-    spec = zoo.get_spec(config.model)
-    return {"macs_per_image": spec.macs, "flops_per_step": step_flops(spec, config.global_batch, config.mode)}
 
 
 @dataclass
@@ -199,7 +193,7 @@ def run_worker(
         if line is not None:
             handle(line)
 
-    counts = measured_counts(config)
+    counts = config_counts(config)
     facts = {key: (report.outcome or {}).get(key) or {} for key in ("framework", "device")}
     if report.outcome is not None:  # the worker finished, even if the run is being stopped
         outcome = report.outcome
@@ -343,7 +337,7 @@ class RunRecorder:
         reason = self._skip_reasons.get(_skip_key(config))
         if reason is None:
             return None
-        return Result(config=config, status="skipped", reason=reason, **measured_counts(config))
+        return Result(config=config, status="skipped", reason=reason, **config_counts(config))
 
     def record(self, index: int, result: Result, facts: dict | None = None) -> Result | None:
         """Add one process's result and save; returns the configuration's final result once it has one."""

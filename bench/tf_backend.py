@@ -18,8 +18,8 @@ from bench.backend import (
     parse_device,
     precision_skip_reason,
 )
+from bench.config import Config
 from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode
-from bench.record import Config
 
 _POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 _DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}

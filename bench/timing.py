@@ -1,4 +1,9 @@
-"""The framework-agnostic timing loop: burn-in, then timed steps, each ended by a device synchronisation."""
+"""Ways of timing a step, one entry each; the first and only one so far: steady-state steps after burn-in.
+
+A way of timing says what a figure means (throughput of back-to-back steps; later, say, latency at a target rate),
+so it is part of a configuration's identity (``Config.timing``), beside the mode, which says what a step contains.
+Each is one function over the same step, synchronisation and hooks, with no framework in sight.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,9 @@ from dataclasses import dataclass
 
 # A time budget may end the timed loop early, but never before this many samples (or ``iters``, if fewer).
 MIN_SAMPLES = 10
-# Progress is reported at most this often, so that reporting cannot crowd the loop on tiny models.
-PROGRESS_INTERVAL_S = 0.2
 
-# (phase "warmup" | "timed", done, total, the timed samples taken since the previous report)
+# (phase "warmup" | "timed", done, total, the timed samples taken since the previous call): called after every
+# step, outside its sample; whoever sends progress on decides how often (bench.child throttles it).
 Progress = Callable[[str, int, int, list[float]], None]
 
 
@@ -50,8 +54,8 @@ def time_step(
     ``trace_count``, if given, must not change during the timed loop, or ``RetraceError`` is raised.
     Garbage collection is paused during the timed loop, as ``timeit`` does.
 
-    ``on_progress`` receives the new samples with each (throttled) report, so a caller can keep them even if the
-    process dies later; reports happen between samples, never inside one. ``on_burn_in_end`` is called once
+    ``on_progress`` receives each sample as soon as it is taken (between samples, never inside one), so a caller
+    can keep them even if the process dies later. ``on_burn_in_end`` is called once
     between burn-in and the timed loop with the first step's time (None without burn-in), e.g. to close one
     peak-memory window and open the next. If it returns a number, that many timed steps are taken (at most
     ``iters``; fewer count as ``capped``): data-parallel ranks agree on one count there, since a rank that stopped
@@ -62,7 +66,10 @@ def time_step(
     if iters < 1:
         raise ValueError(f"iters must be >= 1. Received: iters={iters}")
     samples_ms: list[float] = []
-    report = _throttled(on_progress, clock, samples_ms)
+
+    def report(phase: str, done: int, total: int, new: list[float]) -> None:
+        if on_progress is not None:
+            on_progress(phase, done, total, new)
 
     first_step_ms: float | None = None
     for done in range(warmup):
@@ -71,7 +78,7 @@ def time_step(
         synchronize()
         if first_step_ms is None:
             first_step_ms = (clock() - start) * 1e3
-        report("warmup", done + 1, warmup)
+        report("warmup", done + 1, warmup, [])
     if on_burn_in_end is not None and (decided := on_burn_in_end(first_step_ms)) is not None:
         capped = decided < iters
         iters = max(1, min(iters, decided))
@@ -86,17 +93,18 @@ def time_step(
     # of a small model by a third.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    loop_start = clock()
     try:
-        loop_start = clock()
         for done in range(iters):
             start = clock()
             step()
             synchronize()
             end = clock()
-            samples_ms.append((end - start) * 1e3)
+            sample_ms = (end - start) * 1e3
+            samples_ms.append(sample_ms)
             if traces_before is None and trace_count is not None:
                 traces_before = trace_count()
-            report("timed", done + 1, iters)
+            report("timed", done + 1, iters, [sample_ms])
             if max_time_s and end - loop_start >= max_time_s and len(samples_ms) >= minimum and done + 1 < iters:
                 capped = True
                 break
@@ -108,19 +116,28 @@ def time_step(
     return Timing(samples_ms, first_step_ms if first_step_ms is not None else samples_ms[0], capped)
 
 
-def _throttled(on_progress: Progress | None, clock: Callable[[], float],
-               samples_ms: list[float]) -> Callable[[str, int, int], None]:
-    if on_progress is None:
-        return lambda phase, done, total: None
-    last = [-float("inf")]
-    reported = [0]  # samples already handed over
+@dataclass(frozen=True)
+class TimingMethod:
+    """A way of timing a step: its name, what its figures mean, and the function that takes the samples (the
+    keywords of ``time_step``)."""
 
-    def report(phase: str, done: int, total: int) -> None:
-        now = clock()
-        if done == total or now - last[0] >= PROGRESS_INTERVAL_S:
-            last[0] = now
-            new = samples_ms[reported[0]:]
-            reported[0] = len(samples_ms)
-            on_progress(phase, done, total, new)
+    name: str
+    description: str
+    measure: Callable[..., Timing]
 
-    return report
+
+TIMING_METHODS: dict[str, TimingMethod] = {
+    method.name: method
+    for method in (
+        TimingMethod("steady", "back-to-back steps after burn-in, each sample one step and the device "
+                     "synchronisation after it", time_step),
+    )
+}
+
+
+def get_timing_method(name: str) -> TimingMethod:
+    """The way of timing called ``name``; ValueError naming the accepted ones otherwise."""
+    try:
+        return TIMING_METHODS[name]
+    except KeyError:
+        raise ValueError(f"timing must be one of {', '.join(TIMING_METHODS)}. Received: timing={name!r}") from None

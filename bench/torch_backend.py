@@ -19,8 +19,8 @@ from bench.backend import (
     parse_device,
     precision_skip_reason,
 )
+from bench.config import Config
 from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode
-from bench.record import Config
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

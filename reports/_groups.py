@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bench.record import Config, Result, Run
+from bench.config import Config
+from bench.record import Result, Run
 from reports import _format
 
 
@@ -18,7 +19,7 @@ class LabelledResult:
 
     @property
     def median_ms(self) -> float:
-        return self.result.derived()["median_ms"]
+        return self.result.derived.median_ms
 
 
 def run_labels(runs: Sequence[Run]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.record import Derived
 from reports import _format
 from reports._groups import LabelledResult, time_vs_fastest
 
@@ -80,8 +81,8 @@ def rows(group: Sequence[LabelledResult]) -> list[Row]:
     built = []
     for entry, ratio in zip(group, time_vs_fastest(group), strict=True):
         result, config = entry.result, entry.result.config
-        derived = result.derived()
-        mfu = derived["mfu"]
+        derived = result.derived
+        mfu = derived.mfu
         cells = {
             "run": entry.run,
             "device": config.device,
@@ -90,11 +91,11 @@ def rows(group: Sequence[LabelledResult]) -> list[Row]:
             "framework": config.framework,
             "variant": _format.variant(config.compile, config.channels_last),
             "replicas": _format.replicas(config.replicas, config.nodes) or "1 process",
-            "median": (NOISY_MARK if derived["noisy"] else "") + _format.milliseconds(derived["median_ms"]),
-            "ci": _format.confidence_interval(derived["median_ci_ms"]),
-            "ms_per_image": _format.milliseconds(derived["ms_per_image"]),
-            "images_per_s": _format.rate(derived["images_per_s"]),
-            "gflops_per_s": _format.rate(derived["gflops_per_s"]),
+            "median": (NOISY_MARK if derived.noisy else "") + _format.milliseconds(derived.median_ms),
+            "ci": _format.confidence_interval(derived.median_ci_ms),
+            "ms_per_image": _format.milliseconds(derived.ms_per_image),
+            "images_per_s": _format.rate(derived.images_per_s),
+            "gflops_per_s": _format.rate(derived.gflops_per_s),
             "mfu": _format.percent(mfu) + (ABOVE_PEAK_MARK if mfu is not None and mfu > 1 else ""),
             "peak_memory": _format.byte_size(result.peak_memory_bytes),
             "burn_in_memory": _format.byte_size(result.burn_in_peak_memory_bytes),
@@ -110,10 +111,10 @@ def ci_description(results: Sequence) -> str:
     """What the CI column holds, e.g. "96-98% CI of the median from one process's samples" or, with repeats,
     "94% CI of the median from the medians of 5 worker processes". The level is the interval's exact coverage."""
     by_basis: dict[tuple[str, int], list[float]] = {}
-    for derived in (result.derived() for result in results):
-        if derived["median_ci_basis"]:
-            key = (derived["median_ci_basis"], derived["processes"] if derived["processes"] > 1 else 1)
-            by_basis.setdefault(key, []).append(derived["median_ci_level"])
+    for derived in (result.derived for result in results):
+        if derived.median_ci_basis:
+            key = (derived.median_ci_basis, derived.processes if derived.processes > 1 else 1)
+            by_basis.setdefault(key, []).append(derived.median_ci_level)
     parts = []
     for (basis, processes), levels in sorted(by_basis.items()):
         low, high = min(levels), max(levels)
@@ -130,14 +131,14 @@ def legend(results: Sequence, dropped: Sequence[str] = ()) -> list[str]:
     if results:
         lines.append(f"CI: {ci_description(results)}. vs fastest: median time over the fastest median at the same "
                      "device, precision, batch size and replicas")
-    derived = [result.derived() for result in results]
-    if any(d["noisy"] for d in derived):
+    derived = [result.derived for result in results]
+    if any(d.noisy for d in derived):
         from bench.stats import NOISY_IQR_RATIO
 
         lines.append(f"{NOISY_MARK} noisy: interquartile range above {NOISY_IQR_RATIO:.0%} of the median")
     if any(result.capped for result in results):
         lines.append(f"{CAPPED_MARK}: stopped by the time limit (max_time_s) before every timed iteration ran")
-    if any(d["mfu"] is not None and d["mfu"] > 1 for d in derived):
+    if any(d.mfu is not None and d.mfu > 1 for d in derived):
         lines.append(f"{ABOVE_PEAK_MARK} MFU above 100%: more direct-convolution FLOPs per second than the device's "
                      "best matrix multiply; the library ran a Winograd or FFT convolution, which does fewer "
                      "multiplications than counted")
@@ -147,8 +148,8 @@ def legend(results: Sequence, dropped: Sequence[str] = ()) -> list[str]:
     return lines
 
 
-def _samples(derived: dict, capped: bool) -> str:
-    text = str(derived["n"])
-    if derived["processes"] and derived["processes"] > 1:
-        text += f" in {derived['processes']} processes, spread {derived['process_spread']:.0%}"
+def _samples(derived: Derived, capped: bool) -> str:
+    text = str(derived.n)
+    if derived.processes and derived.processes > 1:
+        text += f" in {derived.processes} processes, spread {derived.process_spread:.0%}"
     return f"{text} ({CAPPED_MARK})" if capped else text

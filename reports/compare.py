@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bench.record import Config, Result, Run
+from bench.config import Config
+from bench.record import Result, Run
 
 SIGNIFICANCE = 0.01
 # A verdict needs sample sizes whose smallest possible p-value is at most SIGNIFICANCE / REACH_MARGIN.
@@ -98,7 +99,7 @@ def drift_allowance(result: Result) -> float:
     medians = result.process_medians_ms
     if len(medians) < 2:
         return 0.0
-    return (max(medians) - min(medians)) / result.derived()["median_ms"]
+    return (max(medians) - min(medians)) / result.derived.median_ms
 
 
 def difference(base: Result, new: Result, threshold: float = DEFAULT_THRESHOLD, *,
@@ -110,7 +111,7 @@ def difference(base: Result, new: Result, threshold: float = DEFAULT_THRESHOLD, 
     processes. Measured alternately in one session (``bench.interleave``), drift falls on both alike and
     only ``threshold`` applies.
     """
-    base_median, new_median = base.derived()["median_ms"], new.derived()["median_ms"]
+    base_median, new_median = base.derived.median_ms, new.derived.median_ms
     ratio = new_median / base_median
     base_processes, new_processes = base.process_medians_ms, new.process_medians_ms
     if min(len(base_processes), len(new_processes)) >= MIN_PROCESSES:

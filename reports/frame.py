@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.record import Config, Result, Run, read_run
+from bench.config import Config
+from bench.record import Result, Run, read_run
 from reports._files import ensure_folder
 
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "json", "parquet")
@@ -30,7 +31,7 @@ class ExportError(RuntimeError):
 def load(path_or_paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """Read run files (or run folders) into one row per configuration.
 
-    Columns: the configuration's fields, ``status`` and ``reason``, every figure of ``Result.derived()`` (the
+    Columns: the configuration's fields, ``status`` and ``reason``, every figure of ``Result.derived`` (the
     confidence interval split into ``median_ci_low_ms`` and ``median_ci_high_ms``), what was measured besides the
     samples, and ``samples_ms`` as a list per row. Given a list of paths, a leading ``run`` column holds the
     path of the run file each row came from. Raises ``bench.record.RunFileError`` for an unreadable file.
@@ -57,11 +58,7 @@ def result_row(result: Result) -> dict[str, Any]:
     """One configuration as a flat dict, in the frame's column order."""
     row: dict[str, Any] = {**asdict(result.config), "status": result.status, "reason": result.reason,
                            "partial": result.partial}
-    for name, value in result.derived().items():
-        if name == "median_ci_ms":
-            row["median_ci_low_ms"], row["median_ci_high_ms"] = value if value is not None else (None, None)
-        else:
-            row[name] = value
+    row.update(result.derived.columns())
     row.update(
         first_step_ms=result.first_step_ms,
         peak_memory_bytes=result.peak_memory_bytes,

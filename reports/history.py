@@ -1,7 +1,7 @@
 """The run history: every run in an embedded DuckDB database, an index that can always be rebuilt from the run files.
 
 The run files stay the source of truth: they are only ever read here, and everything in the database is derived
-from them (``Result.derived()``), so ``rebuild`` gives back the same answers. A run is identified by what its
+from them (``Result.derived``), so ``rebuild`` gives back the same answers. A run is identified by what its
 environment says about its start (time, host, command, commit), so adding it again is a no-op, and adding it after
 ``bench --resume`` completed it replaces its results. The folders added are kept in a plain-text list beside the
 database, which is what ``rebuild`` reads when the database is gone or corrupt.
@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.record import Config, Run, RunFileError, read_run
+from bench.config import Config
+from bench.record import Run, RunFileError, read_run
 
 if TYPE_CHECKING:  # duckdb is imported when the history is opened, so commands that never touch it stay quick
     import duckdb
@@ -171,7 +172,7 @@ def run_id_of(environment: dict[str, Any], content_hash: str) -> str:
 
 
 def run_rows(run: Run, file_hash: str | None = None) -> RunRows:
-    """Flatten a run: its environment into the run row, each result (with every statistic ``Result.derived()``
+    """Flatten a run: its environment into the run row, each result (with every statistic ``Result.derived``
     gives, and the raw samples) into a result row. ``file_hash``: the SHA-256 of the run file's bytes, which lets
     a later import skip a file it has already read without parsing it again."""
     document = run.to_dict()

@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Column
 
-from bench.record import Config, Result
+from bench.config import Config
+from bench.record import Result
 from reports import _format
 from reports._groups import short_labels
 
@@ -86,9 +87,9 @@ class LiveProgress:
     def on_result(self, index: int, result: Result) -> None:
         task = self._tasks[index]
         if result.status == "ok":
-            derived = result.derived()
-            status = f"[green]{_format.milliseconds(derived['median_ms'])} ms[/]"
-            self._progress.update(task, total=derived["n"], completed=derived["n"], status=status)
+            derived = result.derived
+            status = f"[green]{_format.milliseconds(derived.median_ms)} ms[/]"
+            self._progress.update(task, total=derived.n, completed=derived.n, status=status)
         else:
             color = {"skipped": "yellow", "interrupted": "magenta"}.get(result.status, "red")
             kept = f" ({len(result.samples_ms)} samples kept)" if result.samples_ms else ""

@@ -10,7 +10,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench.modes import MODES
-from bench.record import Run
+from bench.record import Derived, Run
 from bench.stats import NOISY_IQR_RATIO
 from reports import _format, _rows, scaling
 from reports._environment import merged_environment_rows
@@ -171,16 +171,17 @@ def _name(entry: LabelledResult) -> str:
 
 def _scaling_tables(model: str, entries: Sequence[LabelledResult], with_run: bool) -> str:
     """Images/s and ms/image with a column per batch size and a row per series, so each curve reads across."""
-    series: dict[tuple[str, str], dict[int, dict]] = {}
+    series: dict[tuple[str, str], dict[int, Derived]] = {}
     for entry in sorted(entries, key=lambda entry: (entry.result.config.mode, sort_key(entry))):
         key = (entry.result.config.mode, series_name(entry, with_run))
-        series.setdefault(key, {})[entry.result.config.batch_size] = entry.result.derived()
+        series.setdefault(key, {})[entry.result.config.batch_size] = entry.result.derived
     batch_sizes = sorted({entry.result.config.batch_size for entry in entries})
     headers = ["mode", "series", *(f"batch {size}" for size in batch_sizes)]
     parts = [f"#### Batch-size scaling of {model}"]
     for unit, figure, formatter in (("images / s", "images_per_s", _format.rate),
                                     ("ms / image", "ms_per_image", _format.milliseconds)):
-        rows = [[mode, name, *(formatter(by_batch[size][figure]) if size in by_batch else "" for size in batch_sizes)]
+        rows = [[mode, name, *(formatter(getattr(by_batch[size],
+                                                 figure)) if size in by_batch else "" for size in batch_sizes)]
                 for (mode, name), by_batch in series.items()]
         parts.append(f"Throughput ({unit}):\n\n" if unit == "images / s" else f"Time per image ({unit}):\n\n")
         parts[-1] += _table(headers, rows)

@@ -70,7 +70,7 @@ def plot_batch_scaling(runs: Sequence[Run], out_dir: str | Path, prefix: str) ->
         for (name, mode), line in lines.items():
             line.sort(key=lambda entry: entry.result.config.batch_size)
             axes.plot([entry.result.config.batch_size for entry in line],
-                      [entry.result.derived()["images_per_s"] for entry in line], marker="o", label=f"{name} {mode}",
+                      [entry.result.derived.images_per_s for entry in line], marker="o", label=f"{name} {mode}",
                       color=colours[name], linestyle=_LINE_STYLES[modes.index(mode) % len(_LINE_STYLES)])
         batch_sizes = sorted({entry.result.config.batch_size for entry in model_entries})
         axes.set_xscale("log", base=2)
@@ -95,12 +95,12 @@ def _median_panel(axes: Axes, entries: Sequence[LabelledResult], colours: dict[s
     series = list(dict.fromkeys(series_name(entry, with_run) for entry in sorted(entries, key=sort_key)))
     width = 0.8 / len(series)
     for index, name in enumerate(series):
-        bars = {entry.result.config.mode: entry.result.derived() for entry in entries
+        bars = {entry.result.config.mode: entry.result.derived for entry in entries
                 if series_name(entry, with_run) == name}
         positions = [modes.index(mode) + (index - (len(series) - 1) / 2) * width for mode in bars]
-        medians = [derived["median_ms"] for derived in bars.values()]
-        whiskers = [[derived["median_ms"] - derived["median_ci_ms"][0] for derived in bars.values()],
-                    [derived["median_ci_ms"][1] - derived["median_ms"] for derived in bars.values()]]
+        medians = [derived.median_ms for derived in bars.values()]
+        whiskers = [[derived.median_ms - derived.median_ci_ms[0] for derived in bars.values()],
+                    [derived.median_ci_ms[1] - derived.median_ms for derived in bars.values()]]
         axes.bar(positions, medians, width=width, yerr=whiskers, capsize=3, label=name, color=colours[name])
     axes.set_xticks(range(len(modes)), modes)
     medians = [entry.median_ms for entry in entries]

@@ -46,7 +46,7 @@ class ScalingRow:
 def scaling_rows(entries: Sequence[LabelledResult]) -> list[ScalingRow]:
     """The measured data-parallel results of ``entries`` with their efficiency, series by series."""
     parallel = [entry for entry in entries if entry.result.config.replicas is not None and entry.result.status == "ok"]
-    baseline = {_series(entry): entry.result.derived()["images_per_s"] for entry in parallel
+    baseline = {_series(entry): entry.result.derived.images_per_s for entry in parallel
                 if entry.result.config.world_size == 1}
     rows = []
     for entry in sorted(parallel, key=lambda entry: (_series(entry), entry.result.config.world_size)):
@@ -54,7 +54,7 @@ def scaling_rows(entries: Sequence[LabelledResult]) -> list[ScalingRow]:
         if one is None:
             rows.append(ScalingRow(entry, None, NO_BASELINE))
         else:
-            rows.append(ScalingRow(entry, entry.result.derived()["images_per_s"] / (entry.result.config.world_size
+            rows.append(ScalingRow(entry, entry.result.derived.images_per_s / (entry.result.config.world_size
                                                                                     * one), None))
     return rows
 
@@ -62,20 +62,20 @@ def scaling_rows(entries: Sequence[LabelledResult]) -> list[ScalingRow]:
 def cells(row: ScalingRow) -> list[str]:
     """A row of the scaling table, formatted the same in the terminal and in report.md."""
     result = row.entry.result
-    derived = result.derived()
+    derived = result.derived
     config = result.config
     replicas = str(config.world_size) + (f" ({config.nodes} machines)" if config.nodes > 1 else "")
     spread = ""
-    if derived["rank_median_p50_ms"] is not None:
-        spread = (f"{_format.milliseconds(derived['rank_median_p50_ms'])}/"
-                  f"{_format.milliseconds(derived['rank_median_p95_ms'])}")
+    if derived.rank_median_p50_ms is not None:
+        spread = (f"{_format.milliseconds(derived.rank_median_p50_ms)}/"
+                  f"{_format.milliseconds(derived.rank_median_p95_ms)}")
     return [
-        config.framework, replicas, str(derived["global_batch"]), _format.milliseconds(derived["median_ms"]),
-        _format.rate(derived["images_per_s"]),
+        config.framework, replicas, str(derived.global_batch), _format.milliseconds(derived.median_ms),
+        _format.rate(derived.images_per_s),
         _format.percent(row.efficiency) + "%" if row.efficiency is not None else "n/a",
-        _format.milliseconds(derived["no_sync_median_ms"]) if derived["no_sync_median_ms"] is not None else "",
-        _format.percent(derived["communication_share"]) + "%" if derived["communication_share"] is not None else "",
-        f"{derived['allreduce_bus_gb_per_s']:.3g}" if derived["allreduce_bus_gb_per_s"] is not None else NO_EXCHANGE,
+        _format.milliseconds(derived.no_sync_median_ms) if derived.no_sync_median_ms is not None else "",
+        _format.percent(derived.communication_share) + "%" if derived.communication_share is not None else "",
+        f"{derived.allreduce_bus_gb_per_s:.3g}" if derived.allreduce_bus_gb_per_s is not None else NO_EXCHANGE,
         spread,
     ]
 
@@ -126,7 +126,7 @@ def plot_scaling(rows: Sequence[ScalingRow], out_dir: str | Path, prefix: str) -
         counts = sorted({row.world_size for row in model_rows})
         for index, (name, line) in enumerate(lines.items()):
             colour = f"C{index % 10}"
-            throughput.plot([row.world_size for row in line], [row.entry.result.derived()["images_per_s"]
+            throughput.plot([row.world_size for row in line], [row.entry.result.derived.images_per_s
                                                                 for row in line], marker="o", color=colour,
                             label=name)
             with_efficiency = [row for row in line if row.efficiency is not None]

@@ -46,7 +46,7 @@ def main(out_dir: str, replicas: int, models: str, framework: str) -> bool:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import zoo
     from bench.backend import host_data, load_backend
-    from bench.record import Config
+    from bench.config import Config
 
     backend = load_backend(framework)
     rank, world = 0, 1

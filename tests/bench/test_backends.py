@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.backend import Skip, cpu_has_native_bf16, load_backend, parse_device, precision_skip_reason
-from bench.record import Config
+from bench.config import Config
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ BACKENDS = [pytest.param(_torch_backend, marks=pytest.mark.torch, id="torch"),
 def test_cuda_without_gpu_is_skipped_with_reason(make_backend):
     backend = make_backend()
     with pytest.raises(Skip) as skip:
-        backend.check(Config("lenet", backend.name, "cuda", "forward", 2))
+        backend.check(Config(model="lenet", framework=backend.name, device="cuda", mode="forward", batch_size=2))
     reason = str(skip.value)
     assert reason.startswith(f"{backend.name}: ") and "GPU" in reason.upper() and "\n" not in reason
 
@@ -58,7 +58,8 @@ def test_gpu_precision_needs_native_support_on_the_requested_device(capability, 
 def test_fp16_on_cpu_is_skipped(make_backend):
     backend = make_backend()
     with pytest.raises(Skip, match="fp16"):
-        backend.check(Config("lenet", backend.name, "cpu", "forward", 2, precision="fp16"))
+        backend.check(Config(model="lenet", framework=backend.name, device="cpu", mode="forward", batch_size=2,
+                             precision="fp16"))
 
 
 @pytest.mark.torch
@@ -66,14 +67,15 @@ def test_torch_modes_do_their_work():
     import torch
 
     backend = _torch_backend()
-    forward = backend.prepare(Config("lenet", "torch", "cpu", "forward", 3))
+    forward = backend.prepare(Config(model="lenet", framework="torch", device="cpu", mode="forward", batch_size=3))
     logits = forward()
     assert logits.shape == (3, 10) and not logits.requires_grad  # no gradient tracking
 
     import zoo
 
     torch.manual_seed(0)
-    backward = backend.prepare(Config("lenet", "torch", "cpu", "forward-backward", 3))
+    backward = backend.prepare(Config(model="lenet", framework="torch", device="cpu", mode="forward-backward",
+                                      batch_size=3))
     loss = backward()
     assert loss.ndim == 0 and loss.item() > 0
     model = backend.model
@@ -84,7 +86,7 @@ def test_torch_modes_do_their_work():
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))  # no update
     assert zoo.get_spec("lenet").params == sum(p.numel() for p in model.parameters())
 
-    train = backend.prepare(Config("lenet", "torch", "cpu", "train", 3))
+    train = backend.prepare(Config(model="lenet", framework="torch", device="cpu", mode="train", batch_size=3))
     model = backend.model
     before = [p.detach().clone() for p in model.parameters()]
     train()
@@ -94,7 +96,7 @@ def test_torch_modes_do_their_work():
 @pytest.mark.parametrize("make_backend", BACKENDS)
 def test_bf16_on_cpu_runs_only_where_the_cpu_has_bf16_instructions(make_backend):
     backend = make_backend()
-    config = Config("lenet", backend.name, "cpu", "forward", 2, precision="bf16")
+    config = Config(model="lenet", framework=backend.name, device="cpu", mode="forward", batch_size=2, precision="bf16")
     if not cpu_has_native_bf16():
         with pytest.raises(Skip, match="bf16 on this CPU would be emulated"):
             backend.check(config)
@@ -109,8 +111,8 @@ def test_bf16_on_cpu_runs_only_where_the_cpu_has_bf16_instructions(make_backend)
 def test_both_frameworks_time_the_same_numbers():
     """The inputs and labels come from one seed on the host; TensorFlow's are the NHWC transpose of torch's."""
     torch_backend, tf_backend = _torch_backend(), _tf_backend()
-    torch_backend.prepare(Config("lenet", "torch", "cpu", "forward-backward", 3))
-    tf_backend.prepare(Config("lenet", "tf", "cpu", "forward-backward", 3))
+    torch_backend.prepare(Config(model="lenet", framework="torch", device="cpu", mode="forward-backward", batch_size=3))
+    tf_backend.prepare(Config(model="lenet", framework="tf", device="cpu", mode="forward-backward", batch_size=3))
     np.testing.assert_array_equal(torch_backend.images.numpy().transpose(0, 2, 3, 1), tf_backend.images.numpy())
     np.testing.assert_array_equal(torch_backend.labels.numpy(), tf_backend.labels.numpy())
 
@@ -120,7 +122,8 @@ def test_torch_channels_last_layout():
     import torch
 
     backend = _torch_backend()
-    backend.prepare(Config("alexnet", "torch", "cpu", "forward", 1, channels_last=True))
+    backend.prepare(Config(model="alexnet", framework="torch", device="cpu", mode="forward", batch_size=1,
+                           channels_last=True))
     assert backend.images.is_contiguous(memory_format=torch.channels_last)
     assert backend.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
 
@@ -131,7 +134,7 @@ def test_tf_forward_backward_computes_every_gradient():
     import zoo
 
     backend = _tf_backend()
-    step = backend.prepare(Config("lenet", "tf", "cpu", "forward-backward", 3))
+    step = backend.prepare(Config(model="lenet", framework="tf", device="cpu", mode="forward-backward", batch_size=3))
     loss, gradients = step()
     assert float(loss) > 0
     assert len(gradients) == 10  # kernel and bias of 5 layers
@@ -143,7 +146,7 @@ def test_tf_forward_backward_computes_every_gradient():
 def test_tf_step_is_traced_once():
     backend = _tf_backend()
     for mode in ("forward", "forward-backward", "train"):
-        step = backend.prepare(Config("lenet", "tf", "cpu", mode, 2))
+        step = backend.prepare(Config(model="lenet", framework="tf", device="cpu", mode=mode, batch_size=2))
         for _ in range(3):
             step()
         assert backend.trace_count() == 1, mode
@@ -152,7 +155,7 @@ def test_tf_step_is_traced_once():
 @pytest.mark.tf
 def test_tf_train_step_updates_weights_with_decay():
     backend = _tf_backend()
-    step = backend.prepare(Config("lenet", "tf", "cpu", "train", 2))
+    step = backend.prepare(Config(model="lenet", framework="tf", device="cpu", mode="train", batch_size=2))
     model = backend.model
     before = [v.numpy().copy() for v in model.trainable_variables]
     step()
@@ -163,7 +166,8 @@ def test_tf_train_step_updates_weights_with_decay():
 @pytest.mark.tf
 def test_tf_refuses_channels_last():
     with pytest.raises(Skip, match="torch only"):
-        _tf_backend().check(Config("lenet", "tf", "cpu", "forward", 2, channels_last=True))
+        _tf_backend().check(Config(model="lenet", framework="tf", device="cpu", mode="forward", batch_size=2,
+                                   channels_last=True))
 
 
 @pytest.mark.tf
@@ -171,7 +175,7 @@ def test_tf_fp32_is_ieee_fp32_not_tf32_and_recorded_per_configuration():
     import tensorflow as tf
 
     backend = _tf_backend()
-    config = Config("lenet", "tf", "cpu", "forward", 2, compile=True)
+    config = Config(model="lenet", framework="tf", device="cpu", mode="forward", batch_size=2, compile=True)
     backend.prepare(config)
     assert not tf.config.experimental.tensor_float_32_execution_enabled()
     settings = backend.settings(config)
@@ -182,6 +186,7 @@ def test_tf_fp32_is_ieee_fp32_not_tf32_and_recorded_per_configuration():
 @pytest.mark.torch
 def test_torch_settings_say_layout_and_compile():
     backend = _torch_backend()
-    settings = backend.settings(Config("alexnet", "torch", "cpu", "forward", 1, channels_last=True))
+    settings = backend.settings(Config(model="alexnet", framework="torch", device="cpu", mode="forward",
+                                       batch_size=1, channels_last=True))
     assert settings["memory_format"] == "channels_last" and settings["compile"] == "eager"
     assert settings["threads"] >= 1

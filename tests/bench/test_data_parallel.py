@@ -18,8 +18,9 @@ import pytest
 
 import cli
 from bench import data_parallel
+from bench.config import Config
 from bench.data_parallel import LAUNCHERS, Cluster, ClusterError, free_port
-from bench.record import Config, Result
+from bench.record import Result
 from bench.runner import run_configs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def _processes_running(marker: str) -> list[psutil.Process]:
 def test_two_replicas_on_half_batches_take_the_step_of_one_process_on_the_whole_batch(framework, tmp_path,
                                                                                       project_on_path):
     models = "lenet,alexnet"
-    config = Config("lenet", framework, "cpu", "train", 2, replicas=2)
+    config = Config(model="lenet", framework=framework, device="cpu", mode="train", batch_size=2, replicas=2)
     launches = LAUNCHERS[framework](config, Cluster(), "equivalence", (str(STEP_PROGRAM), str(tmp_path), "2",
                                                                        models, framework))
     ranks = [subprocess.Popen(launch.argv, env={**os.environ, **launch.environment}, cwd=REPO,
@@ -199,7 +200,8 @@ def test_a_hung_rank_fails_its_configuration_at_the_timeout_and_leaves_nothing_r
     monkeypatch.setenv("FAULT_RANK", "1")
     monkeypatch.setenv("FAULT_STEP", "2")
     monkeypatch.setenv("FAULT_KIND", "hang")
-    config = Config("lenet", "torch", "cpu", "train", 2, replicas=2, warmup=1, iters=50)
+    config = Config(model="lenet", framework="torch", device="cpu", mode="train", batch_size=2, replicas=2, warmup=1,
+                    iters=50)
     timeout_s = 15  # the ranks join after about 6 s here: the hang is reached well before the timeout
     started = time.monotonic()
     (result,) = run_configs([config], tmp_path / "results.json", timeout_s=timeout_s, measure_peaks=False).results
@@ -218,7 +220,8 @@ def test_a_machine_that_never_comes_fails_the_rendezvous_within_the_timeout(tmp_
     def alone_on_node_0(framework: str) -> tuple[int, Result]:
         rendezvous = free_port()
         cluster = Cluster((("127.0.0.1", rendezvous), ("127.0.0.1", free_port())), node_rank=0)
-        config = Config("lenet", framework, "cpu", "train", 2, replicas=1, nodes=2, warmup=1, iters=3)
+        config = Config(model="lenet", framework=framework, device="cpu", mode="train", batch_size=2, replicas=1,
+                        nodes=2, warmup=1, iters=3)
         (tmp_path / framework).mkdir()
         (result,) = run_configs([config], tmp_path / framework / "results.json", timeout_s=8, measure_peaks=False,
                                 cluster=cluster).results
@@ -236,12 +239,13 @@ def test_a_machine_that_never_comes_fails_the_rendezvous_within_the_timeout(tmp_
 @pytest.mark.gpu
 @pytest.mark.torch
 def test_ddp_on_a_gpu_runs_on_nccl_and_is_measured(tmp_path):
-    config = Config("alexnet", "torch", "cuda", "train", 32, replicas=1, warmup=3, iters=10)
+    config = Config(model="alexnet", framework="torch", device="cuda", mode="train", batch_size=32, replicas=1,
+                    warmup=3, iters=10)
     (result,) = run_configs([config], tmp_path / "results.json", timeout_s=300, measure_peaks=False).results
     assert result.status == "ok", result.reason
     assert result.settings["data_parallel"]["collective_backend"] == "nccl"
     assert result.allreduce_bytes == 61_100_840 * 4 and len(result.allreduce_samples_ms) > 0
-    assert result.derived()["no_sync_median_ms"] > 0 and result.peak_memory_bytes > 0
+    assert result.derived.no_sync_median_ms > 0 and result.peak_memory_bytes > 0
 
 
 # --- bad input -------------------------------------------------------------------------------------------------
@@ -279,19 +283,19 @@ def test_cluster_parse_reads_hosts_and_ports():
 
 def test_step_time_is_the_slowest_rank_and_bus_bandwidth_follows_nccl_tests():
     assert data_parallel._slowest([[1.0, 5.0, 2.0], [3.0, 1.0, 2.5]]) == (3.0, 5.0, 2.5)
-    config = Config("lenet", "torch", "cpu", "train", 8, replicas=4)
+    config = Config(model="lenet", framework="torch", device="cpu", mode="train", batch_size=8, replicas=4)
     result = Result(config=config, status="ok", samples_ms=(10.0, 12.0, 11.0),
                     rank_samples_ms=((9.0, 9.0, 9.0), (10.0, 12.0, 11.0), (8.0, 8.0, 8.0), (9.5, 9.5, 9.5)),
                     no_sync_samples_ms=(8.0, 8.0, 8.0), allreduce_bytes=1_000_000_000,
                     allreduce_samples_ms=(500.0, 500.0, 500.0))
-    derived = result.derived()
-    assert derived["global_batch"] == 32
-    assert derived["images_per_s"] == pytest.approx(32 / 0.011)
-    assert derived["communication_share"] == pytest.approx(1 - 8 / 11)
+    derived = result.derived
+    assert derived.global_batch == 32
+    assert derived.images_per_s == pytest.approx(32 / 0.011)
+    assert derived.communication_share == pytest.approx(1 - 8 / 11)
     # 1 GB in 0.5 s over 4 ranks: algorithm bandwidth 2 GB/s, bus bandwidth 2 x 2 x 3/4 = 3 GB/s.
-    assert derived["allreduce_bus_gb_per_s"] == pytest.approx(3.0)
-    assert derived["rank_median_p50_ms"] == pytest.approx(9.25)
-    assert derived["rank_median_p95_ms"] == pytest.approx(np.percentile([8.0, 9.0, 9.5, 11.0], 95))
+    assert derived.allreduce_bus_gb_per_s == pytest.approx(3.0)
+    assert derived.rank_median_p50_ms == pytest.approx(9.25)
+    assert derived.rank_median_p95_ms == pytest.approx(np.percentile([8.0, 9.0, 9.5, 11.0], 95))
     assert Result.from_dict(json.loads(json.dumps(result.to_dict()))) == result
 
 
@@ -300,7 +304,7 @@ def test_efficiency_is_measured_against_one_replica_of_the_same_run_or_absent():
     from reports.scaling import NO_BASELINE, scaling_rows
 
     def measured(replicas: int, median_ms: float, framework: str = "torch") -> LabelledResult:
-        config = Config("lenet", framework, "cpu", "train", 8, replicas=replicas)
+        config = Config(model="lenet", framework=framework, device="cpu", mode="train", batch_size=8, replicas=replicas)
         return LabelledResult("", Result(config=config, status="ok", samples_ms=(median_ms,) * 3))
 
     rows = scaling_rows([measured(1, 10.0), measured(2, 12.5), measured(2, 10.0, "tf")])
@@ -332,7 +336,7 @@ def test_a_report_holds_plain_and_data_parallel_results_of_one_model_apart(tmp_p
     from reports.markdown import write_report
 
     def result(replicas: int | None, median_ms: float) -> Result:
-        config = Config("lenet", "torch", "cpu", "train", 8, replicas=replicas)
+        config = Config(model="lenet", framework="torch", device="cpu", mode="train", batch_size=8, replicas=replicas)
         return Result(config=config, status="ok", samples_ms=(median_ms, median_ms * 1.01, median_ms * 0.99) * 4)
 
     run = Run(environment={}, results=[result(None, 10.0), result(1, 11.0), result(2, 14.0)],
@@ -351,7 +355,7 @@ def test_a_report_holds_plain_and_data_parallel_results_of_one_model_apart(tmp_p
 def test_resuming_a_run_of_two_machines_needs_its_hosts(tmp_path, capsys):
     from bench.record import Run, write_run
 
-    planned = [Config("lenet", "torch", "cpu", "train", 4, replicas=1, nodes=2)]
+    planned = [Config(model="lenet", framework="torch", device="cpu", mode="train", batch_size=4, replicas=1, nodes=2)]
     write_run(tmp_path / "results.json", Run(environment={}, results=[], planned=planned))
     assert cli.main(["bench", "--resume", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -3,7 +3,7 @@ IEEE fp32 without TF32, native precision checks on the requested device, memory 
 
 import pytest
 
-from bench.record import Config
+from bench.config import Config
 
 pytestmark = [pytest.mark.gpu, pytest.mark.torch]
 
@@ -18,7 +18,8 @@ def test_every_sample_waits_for_the_gpu():
     from bench.timing import time_step
 
     backend = load_backend("torch")
-    step = backend.prepare(Config("alexnet", "torch", "cuda", "forward-backward", 128))
+    step = backend.prepare(Config(model="alexnet", framework="torch", device="cuda", mode="forward-backward",
+                                  batch_size=128))
     timing = time_step(step, backend.synchronize, warmup=5, iters=20)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     device_ms = []
@@ -40,7 +41,8 @@ def test_every_sample_waits_for_the_gpu():
 def test_fp32_is_ieee_and_settings_are_recorded_per_result(tmp_path):
     from bench.runner import run_configs
 
-    run = run_configs([Config("lenet", "torch", "cuda", "forward", 32, warmup=3, iters=10)], tmp_path / "r.json",
+    run = run_configs([Config(model="lenet", framework="torch", device="cuda", mode="forward", batch_size=32,
+                              warmup=3, iters=10)], tmp_path / "r.json",
                       measure_peaks=False)
     (result,) = run.results
     assert result.status == "ok", result.reason
@@ -57,7 +59,7 @@ def test_precision_checks_ask_the_requested_device():
 
     backend = load_backend("torch")
     major, _ = torch.cuda.get_device_capability(0)
-    config = Config("lenet", "torch", "cuda:0", "forward", 2, precision="bf16")
+    config = Config(model="lenet", framework="torch", device="cuda:0", mode="forward", batch_size=2, precision="bf16")
     if major >= 8:
         backend.check(config)
     else:

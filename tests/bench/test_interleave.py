@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.config import Config
 from bench.interleave import Side, SideError, run_interleaved, side
-from bench.record import Config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,15 +33,15 @@ def _fake_side(tmp_path: Path, role: str, milliseconds: float) -> Side:
 
 
 def test_processes_alternate_abba_and_each_side_gets_its_own_run(tmp_path):
-    configs = [Config("lenet", "torch", "cpu", "forward", 2, repeats=4),
-               Config("lenet", "torch", "cpu", "forward-backward", 2, repeats=4)]
+    configs = [Config(model="lenet", framework="torch", device="cpu", mode="forward", batch_size=2, repeats=4),
+               Config(model="lenet", framework="torch", device="cpu", mode="forward-backward", batch_size=2, repeats=4)]
     base, new = _fake_side(tmp_path, "base", 10.0), _fake_side(tmp_path, "new", 12.0)
     base_run, new_run = run_interleaved(configs, base, new, tmp_path / "out", measure_peaks=False)
     order = (tmp_path / "order.log").read_text().split()
     per_round = ["base", "new", "base", "new"], ["new", "base", "new", "base"]
     assert order == per_round[0] + per_round[1] + per_round[0] + per_round[1]  # A B | B A per configuration
-    assert [r.derived()["median_ms"] for r in base_run.results] == [10.0, 10.0]
-    assert [r.derived()["median_ms"] for r in new_run.results] == [12.0, 12.0]
+    assert [r.derived.median_ms for r in base_run.results] == [10.0, 10.0]
+    assert [r.derived.median_ms for r in new_run.results] == [12.0, 12.0]
     assert base_run.results[0].process_sample_counts == (5, 5, 5, 5)
     saved = json.loads((tmp_path / "out" / "new" / "results.json").read_text())
     assert saved["environment"]["side"]["role"] == "new" and saved["results"][0]["settings"] == {"side": "new"}

@@ -3,8 +3,8 @@
 import pytest
 
 import zoo
+from bench.config import Config
 from bench.modes import FLOP_CONVENTION, MODES, get_mode, step_flops
-from bench.record import Config
 
 
 def test_lenet_flops_by_hand():
@@ -55,7 +55,7 @@ def _counted_flops(model: str, mode: str, *, corrected: bool, batch: int = 2) ->
     from bench.backend import load_backend
 
     backend = load_backend("torch")
-    step = backend.prepare(Config(model, "torch", "cpu", mode, batch))
+    step = backend.prepare(Config(model=model, framework="torch", device="cpu", mode=mode, batch_size=batch))
     if get_mode(mode).update:
         step()  # the momentum buffers exist before the counted call; a step without an update leaves no state
     mapping = {torch.ops.aten.convolution_backward: _grouped_conv_backward_flop} if corrected else None

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench import peak
-from bench.record import Config, Result, Run
+from bench.config import Config
+from bench.record import Result, Run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,15 +43,17 @@ def test_attach_peaks_gives_mfu_to_ok_results_only(monkeypatch):
                 "published_product": None, "published_tflops": None}
 
     monkeypatch.setattr(peak, "measure_peaks", fake_measure)
-    ok = Result(Config("lenet", "torch", "cpu", "forward", 4), "ok", samples_ms=(1.0,), flops_per_step=3_332_160)
-    skipped = Result(Config("lenet", "tf", "cuda", "forward", 4), "skipped", reason="no GPU")
+    ok = Result(Config(model="lenet", framework="torch", device="cpu", mode="forward", batch_size=4), "ok",
+                samples_ms=(1.0,), flops_per_step=3_332_160)
+    skipped = Result(Config(model="lenet", framework="tf", device="cuda", mode="forward", batch_size=4), "skipped",
+                     reason="no GPU")
     run = Run(environment={}, results=[ok, skipped])
     peak.attach_peaks(run, 2)
     assert asked == [("cpu", ["fp32"])]
     assert run.environment["peaks"] == {"cpu": {"fp32": 100.0}}
     assert run.environment["peak_details"]["cpu"]["best_framework"] == {"fp32": "tf"}
     assert run.results[0].peak_gflops_per_s == 100.0
-    assert run.results[0].derived()["mfu"] == pytest.approx(3_332_160 / 1e-3 / 1e9 / 100.0)
+    assert run.results[0].derived.mfu == pytest.approx(3_332_160 / 1e-3 / 1e9 / 100.0)
     assert run.results[1].peak_gflops_per_s is None
 
 

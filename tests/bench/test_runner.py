@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from bench.record import Config, read_run
+from bench.config import Config
+from bench.record import read_run
 from bench.runner import expand, run_configs, run_worker
 
 FAKE_OK = """
@@ -100,7 +101,7 @@ def test_a_worker_that_dies_mid_loop_keeps_the_samples_it_streamed(death, reason
     assert result.status == "failed" and reason in result.reason
     assert result.partial and result.samples_ms == (5.0, 6.0, 7.0, 8.0)
     assert result.first_step_ms == 50.0 and result.burn_in_peak_memory_bytes == 2048
-    assert result.derived()["median_ms"] is None  # partial: kept, not summarised
+    assert result.derived.median_ms is None  # partial: kept, not summarised
 
 
 def test_undecodable_worker_output_does_not_stall_the_run():
@@ -180,7 +181,7 @@ def test_real_torch_worker_times_lenet(tmp_path):
     assert result.settings["threads"] >= 1 and result.settings["peak_memory"] == "process peak RSS in the window"
     assert run.environment["frameworks"]["torch"]["version"]
     document = json.loads((tmp_path / "results.json").read_text())
-    assert document["results"][0]["median_ms"] == result.derived()["median_ms"]
+    assert document["results"][0]["median_ms"] == result.derived.median_ms
 
 
 def test_repeats_pool_samples_and_keep_each_process_count(tmp_path):
@@ -189,7 +190,7 @@ def test_repeats_pool_samples_and_keep_each_process_count(tmp_path):
     assert result.status == "ok"
     assert result.samples_ms == (1.0, 2.0, 3.0) * 3 and result.process_sample_counts == (3, 3, 3)
     assert result.process_medians_ms == (2.0, 2.0, 2.0)
-    assert result.derived()["processes"] == 3 and result.derived()["process_spread"] == 0.0
+    assert result.derived.processes == 3 and result.derived.process_spread == 0.0
     assert read_run(tmp_path / "r.json").results[0].process_medians_ms == (2.0, 2.0, 2.0)
 
 

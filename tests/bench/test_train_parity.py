@@ -19,7 +19,7 @@ import pytest
 
 import zoo
 from bench.backend import load_backend
-from bench.record import Config
+from bench.config import Config
 from zoo.parity import GRADS_RTOL
 
 UPDATE_RTOL = GRADS_RTOL
@@ -36,9 +36,9 @@ def _worst_update_difference(model: str, steps: int, torch_lr_factor: float = 1.
 
     spec = zoo.get_spec(model)
     torch_backend, tf_backend = load_backend("torch"), load_backend("tf")
-    torch_step = torch_backend.prepare(Config(model, "torch", "cpu", "train", 2))
+    torch_step = torch_backend.prepare(Config(model=model, framework="torch", device="cpu", mode="train", batch_size=2))
     with zero_initial_weights():  # the torch weights are loaded into it below
-        tf_step = tf_backend.prepare(Config(model, "tf", "cpu", "train", 2))
+        tf_step = tf_backend.prepare(Config(model=model, framework="tf", device="cpu", mode="train", batch_size=2))
     for module in torch_backend.model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0

@@ -17,7 +17,8 @@ import time
 import pytest
 
 import cli
-from bench.record import Config, Result, Run
+from bench.config import Config
+from bench.record import Result, Run
 from reports.history import History, run_rows
 
 RUNS = 1000
@@ -33,7 +34,7 @@ ENVIRONMENT = {"host": "bench-box", "cpu_model": "Test CPU 9000", "cpu_cores": 2
 def large_history(tmp_path_factory) -> History:
     rng = random.Random(0)
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    configs = [Config(model, "torch", "cpu", mode, batch, iters=SAMPLES)
+    configs = [Config(model=model, framework="torch", device="cpu", mode=mode, batch_size=batch, iters=SAMPLES)
                for model in ("lenet", "alexnet") for mode in ("forward", "forward-backward")
                for batch in (1, 2, 4, 8, 16)]
     assert len(configs) == CONFIGURATIONS

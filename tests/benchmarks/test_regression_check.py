@@ -16,12 +16,12 @@ STEP_TEST = textwrap.dedent(
     import time
 
     from bench.backend import load_backend
-    from bench.record import Config
+    from bench.config import Config
 
 
     def test_lenet_forward(benchmark):
         backend = load_backend("torch")
-        step = backend.prepare(Config("lenet", "torch", "cpu", "forward", 8))
+        step = backend.prepare(Config(model="lenet", framework="torch", device="cpu", mode="forward", batch_size=8))
         # The regression under test: the same step done three times, as a slower implementation would, plus
         # 100 ms of waiting, so that the step is tens of times slower: a baseline taken while the machine was
         # busy (one measured 88 ms for this ~3 ms step) must not hide it.

@@ -17,8 +17,8 @@ import pytest
 
 import zoo
 from bench.backend import Skip, load_backend
+from bench.config import Config
 from bench.modes import MODES, step_flops
-from bench.record import Config
 
 
 def _kinds(names) -> set[str]:
@@ -71,7 +71,7 @@ def test_quick_models_cover_every_layer_kind_of_the_zoo():
 def test_step(benchmark, request, model, framework, device, mode):
     batch = request.config.getoption("--step-batch")
     rounds = request.config.getoption("--step-rounds")
-    config = Config(model, framework, device, mode, batch)
+    config = Config(model=model, framework=framework, device=device, mode=mode, batch_size=batch)
     backend = load_backend(framework)
     try:
         backend.check(config)

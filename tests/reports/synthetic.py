@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from bench.record import Config, Result
+from bench.config import Config
+from bench.record import Result
 
 ENVIRONMENT = {
     "started_at": "2026-01-02T03:04:05+00:00",

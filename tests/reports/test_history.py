@@ -19,7 +19,8 @@ import pytest
 from synthetic import ENVIRONMENT, samples
 
 import cli
-from bench.record import Config, Result, Run, read_run, write_run
+from bench.config import Config
+from bench.record import Result, Run, read_run, write_run
 from reports.history import Filters, History, HistoryLockedError, machine_of, sources_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +87,7 @@ def test_import_lists_each_configuration_with_its_medians(capsys, three_runs, lo
     assert [trend["configuration"] for trend in trends] == ["lenet torch cpu forward b1 fp32",
                                                            "lenet torch cpu forward b8 fp32"]
     for trend, batch_size in zip(trends, (1, 8), strict=True):
-        medians = [entry.derived()["median_ms"] for entry in expected[batch_size]]
+        medians = [entry.derived.median_ms for entry in expected[batch_size]]
         assert trend["runs"] == 3  # the failed configuration has no median and no trend
         assert trend["latest_ms"] == medians[-1] and trend["best_ms"] == min(medians)
         assert trend["worst_ms"] == max(medians)

@@ -14,7 +14,8 @@ from scipy.stats import mannwhitneyu
 from synthetic import ENVIRONMENT
 
 import cli
-from bench.record import Config, Result, Run
+from bench.config import Config
+from bench.record import Result, Run
 from reports.history import History
 from reports.history_trend import (
     METRICS,
@@ -118,7 +119,8 @@ def test_the_check_on_a_real_database_finds_the_planted_step_and_nothing_else(ca
     runs = []
     for index in range(HISTORY_RUNS):
         started = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=index)
-        results = [Result(config=Config(model, "torch", "cpu", "forward", batch, iters=20), status="ok",
+        results = [Result(config=Config(model=model, framework="torch", device="cpu", mode="forward",
+                                        batch_size=batch, iters=20), status="ok",
                           samples_ms=tuple(series[index] * (1 + rng.gauss(0, 0.01)) for _ in range(20)))
                    for (model, batch), series in levels.items()]
         runs.append(Run(environment={**ENVIRONMENT, "started_at": started.isoformat(), "git_commit": f"{index:040x}"},

@@ -5,7 +5,8 @@ from dataclasses import replace
 import pytest
 from synthetic import not_ok, ok, scaled
 
-from bench.record import Config, Result, Run
+from bench.config import Config
+from bench.record import Result, Run
 from reports.compare import (
     SIGNIFICANCE,
     ComparisonError,
@@ -118,7 +119,8 @@ def test_threshold_must_be_a_fraction(threshold):
 def _processes(process_medians, spread=0.2):
     """A result of several processes, each's samples tight around its own median."""
     samples = tuple(m + spread * (i % 5 - 2) / 10 for m in process_medians for i in range(40))
-    return Result(Config("alexnet", "torch", "cpu", "forward", 8, repeats=len(process_medians)), "ok",
+    return Result(Config(model="alexnet", framework="torch", device="cpu", mode="forward", batch_size=8,
+                         repeats=len(process_medians)), "ok",
                   samples_ms=samples, process_sample_counts=(40,) * len(process_medians))
 
 

@@ -2,12 +2,14 @@
 
 from rich.console import Console
 
-from bench.record import Config, Result
+from bench.config import Config
+from bench.record import Result
 from reports.live import LiveProgress
 
 
 def test_progress_lists_waiting_configurations_and_ends_with_each_outcome():
-    configs = [Config("lenet", "torch", "cpu", "forward", 8), Config("lenet", "tf", "cuda", "forward", 8)]
+    configs = [Config(model="lenet", framework="torch", device="cpu", mode="forward", batch_size=8),
+               Config(model="lenet", framework="tf", device="cuda", mode="forward", batch_size=8)]
     console = Console(record=True, width=160, force_terminal=False)
     progress = LiveProgress(configs, console)
     waiting = Console(record=True, width=160)
@@ -29,7 +31,8 @@ def test_progress_lists_waiting_configurations_and_ends_with_each_outcome():
 
 
 def test_progress_stays_readable_at_80_columns():
-    configs = [Config(model, framework, "cpu", mode, 32) for model in ("lenet", "alexnet", "alexnet-2012")
+    configs = [Config(model=model, framework=framework, device="cpu", mode=mode,
+                      batch_size=32) for model in ("lenet", "alexnet", "alexnet-2012")
                for framework in ("torch", "tf") for mode in ("forward", "forward-backward")]
     console = Console(record=True, width=80, force_terminal=False)
     with LiveProgress(configs, console) as progress:

@@ -1,0 +1,112 @@
+"""What one configuration of a run is: what is measured, how it is timed, how it is parallel. Built by keyword.
+
+Every field belongs to one of three parts, declared once in its metadata, and whether it identifies the
+configuration across runs (``key``) is declared with it: the key, the history's columns and the frame's columns
+all follow from these declarations, so a new field is one line here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from bench.modes import get_mode
+from bench.timing import get_timing_method
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+# The parts of a configuration, in the order a reader scans them.
+PARTS: tuple[str, ...] = ("measured", "timing", "parallel")
+
+
+def _field(part: str, default: Any = dataclasses.MISSING, *, key: bool = True) -> Any:
+    """A field of ``part``; ``key``: whether two runs must agree on it for their results to be compared."""
+    return dataclasses.field(default=default, metadata={"part": part, "key": key})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """One configuration of a run. Frozen and hashable; every field by keyword."""
+
+    # What is measured: the network, the engine, where, which step, and with which numerics and layout.
+    model: str = _field("measured")
+    framework: str = _field("measured")
+    device: str = _field("measured")
+    mode: str = _field("measured")
+    batch_size: int = _field("measured")
+    precision: str = _field("measured", "fp32")
+    compile: bool = _field("measured", False)
+    channels_last: bool = _field("measured", False)
+    threads: int | None = _field("measured", None)
+    # How it is timed: the way of timing (bench.timing.TIMING_METHODS) identifies what a figure means; the protocol
+    # of burn-in, samples, time cap and fresh processes may differ between two runs that are still compared.
+    timing: str = _field("timing", "steady")
+    warmup: int = _field("timing", 10, key=False)
+    iters: int = _field("timing", 100, key=False)
+    max_time_s: float | None = _field("timing", None, key=False)
+    repeats: int = _field("timing", 1, key=False)  # fresh worker processes, each with its own burn-in and timed loop
+    # How it is parallel: None is one plain process; N is N replicas per machine under the engine's distributed
+    # runtime (torch DDP, tf.distribute), each on ``batch_size`` images, on ``nodes`` machines.
+    replicas: int | None = _field("parallel", None)
+    nodes: int = _field("parallel", 1)
+
+    def __post_init__(self) -> None:
+        get_mode(self.mode)
+        get_timing_method(self.timing)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Received: {self.precision!r}")
+        if self.replicas is not None and self.replicas < 1:
+            raise ValueError(f"replicas must be >= 1. Received: replicas={self.replicas}")
+        if self.nodes < 1 or (self.nodes > 1 and self.replicas is None):
+            raise ValueError(f"nodes must be >= 1, and > 1 only with replicas. Received: nodes={self.nodes}")
+
+    @property
+    def world_size(self) -> int:
+        """Replicas over all machines (1 for a plain process)."""
+        return (self.replicas or 1) * self.nodes
+
+    @property
+    def global_batch(self) -> int:
+        """Images per step over every replica (weak scaling: each replica takes ``batch_size``)."""
+        return self.batch_size * self.world_size
+
+    @property
+    def peak_devices(self) -> int:
+        """How many times a device's matmul peak the configuration can use: one GPU per replica, one CPU (all its
+        cores, shared by its replicas) per machine."""
+        return self.world_size if self.device.startswith("cuda") else self.nodes
+
+    def key(self) -> tuple:
+        """What identifies the same configuration across two runs (the protocol fields may differ)."""
+        return tuple(getattr(self, name) for name in key_fields())
+
+    def label(self) -> str:
+        flags = "".join(
+            f" +{name}" for name, on in (("compile", self.compile), ("channels-last", self.channels_last)) if on
+        )
+        if self.timing != "steady":
+            flags += f" {self.timing}"
+        if self.replicas is not None:
+            flags += f" x{self.replicas}" + (f" x{self.nodes} nodes" if self.nodes > 1 else "")
+        return (
+            f"{self.model} {self.framework} {self.device} {self.mode} "
+            f"b{self.batch_size} {self.precision}{flags}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Rebuild from a dict holding at least the configuration's fields (other keys are ignored)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+def key_fields() -> tuple[str, ...]:
+    """The names of the fields that identify a configuration across runs, in declaration order."""
+    return tuple(f.name for f in fields(Config) if f.metadata["key"])
+
+
+def part_of(name: str) -> str:
+    """The part (``PARTS``) a field of ``Config`` belongs to."""
+    return next(f.metadata["part"] for f in fields(Config) if f.name == name)
