@@ -22,8 +22,17 @@ from pathlib import Path
 
 from bench.config import Config
 from bench.environment import PROJECT_ROOT, host_environment
-from bench.record import Run, write_run
-from bench.runner import DEFAULT_TIMEOUT_S, Observer, RunRecorder, measure_process
+from bench.record import RUN_FILE_NAME, Run
+from bench.runner import (
+    DEFAULT_TIMEOUT_S,
+    WORKER_PROGRAM,
+    Lane,
+    Observer,
+    RunRecorder,
+    Source,
+    attach_peaks_to,
+    measure_in_rounds,
+)
 
 WORKING_TREE = "."
 PYTHON_PREFIX = "python:"
@@ -46,14 +55,11 @@ class Side:
     extra_environment: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
-    def worker_command(self) -> tuple[str, ...]:
-        return (self.python, "-m", "bench.worker")
-
-    @property
-    def environment(self) -> dict[str, str]:
-        # The tree comes first on the path, ahead of any installed copy of the project.
+    def source(self) -> Source:
+        """Its workers: its interpreter, run in its tree, which comes first on the path, ahead of any installed
+        copy of the project."""
         path = os.pathsep.join([str(self.tree), *filter(None, [os.environ.get("PYTHONPATH")])])
-        return {"PYTHONPATH": path, **self.extra_environment}
+        return Source((self.python, *WORKER_PROGRAM), self.tree, {"PYTHONPATH": path, **self.extra_environment})
 
 
 def _git(*args: str) -> str:
@@ -99,52 +105,17 @@ def run_interleaved(configs: list[Config], base: Side, new: Side, out_dir: Path,
     """Measure every configuration on both sides, processes alternating ABBA; writes ``out_dir/base`` and
     ``out_dir/new`` (each a run folder) after every process. ``observer`` sees base's configurations as indices
     ``0..n-1`` and new's as ``n..2n-1``."""
-    recorders = {}
+    lanes = []
     for index, one_side in enumerate((base, new)):
         environment = host_environment(threads)
         environment["side"] = {"role": one_side.role, "source": one_side.description, "python": one_side.python}
         if one_side.git_commit is not None:
             environment.update(git_commit=one_side.git_commit, git_dirty=False)
-        recorders[one_side.role] = (RunRecorder(configs, out_dir / one_side.role / "results.json", environment),
-                                    index * len(configs))
-    try:
-        for repeat in range(max((config.repeats for config in configs), default=0)):
-            order = (base, new) if repeat % 2 == 0 else (new, base)
-            for index in range(len(configs)):
-                for one_side in order:
-                    recorder, offset = recorders[one_side.role]
-                    if not recorder.needs(index, repeat):
-                        continue
-                    shifted = _Shifted(observer, offset) if observer is not None else None
-                    final = measure_process(recorder, index, timeout_s, shifted, one_side.worker_command,
-                                            one_side.tree, one_side.environment)
-                    if final is not None and shifted is not None:
-                        shifted.on_result(index, final)
-    finally:
-        for recorder, _ in recorders.values():
-            recorder.finish()
-    runs = tuple(recorder.run for recorder, _ in recorders.values())
+        recorder = RunRecorder(configs, out_dir / one_side.role / RUN_FILE_NAME, environment)
+        lanes.append(Lane(recorder, one_side.source, offset=index * len(configs)))
+    # Repeat r's processes run base then new for even r, new then base for odd r: A B B A A B ...
+    measure_in_rounds(lanes, timeout_s, observer, order=lambda repeat: lanes if repeat % 2 == 0 else lanes[::-1])
+    runs = [lane.recorder.run for lane in lanes]
     if measure_peaks:
-        from bench.peak import attach_peaks
-
-        for run in runs:
-            if any(result.status == "ok" for result in run.results):
-                attach_peaks(run, threads)
-                write_run(run.path, run)
+        attach_peaks_to(runs, threads)
     return runs[0], runs[1]
-
-
-class _Shifted:
-    """An observer seen through an index offset, so one display can follow both sides."""
-
-    def __init__(self, observer: Observer, offset: int) -> None:
-        self._observer, self._offset = observer, offset
-
-    def on_start(self, index: int, config: Config) -> None:
-        self._observer.on_start(index + self._offset, config)
-
-    def on_progress(self, index: int, phase: str, done: int, total: int) -> None:
-        self._observer.on_progress(index + self._offset, phase, done, total)
-
-    def on_result(self, index: int, result) -> None:
-        self._observer.on_result(index + self._offset, result)

@@ -12,7 +12,7 @@ import sys
 
 from torch.distributed.run import main
 
-from bench.worker import exit_now
+from bench.child import exit_now
 
 if __name__ == "__main__":
     main(sys.argv[1:])

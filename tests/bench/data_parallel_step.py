@@ -45,15 +45,16 @@ def main(out_dir: str, replicas: int, models: str, framework: str) -> bool:
     """Take the steps and save the weights; returns whether the process may end without its teardown."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import zoo
-    from bench.backend import host_data, load_backend
+    from bench.backend import host_data
     from bench.config import Config
+    from bench.engines import load_backend
 
     backend = load_backend(framework)
     rank, world = 0, 1
     for position, model in enumerate(models.split(",")):
         spec = zoo.get_spec(model)
-        config = Config(model, framework, "cpu", "train", BATCH // max(replicas, 1), replicas=replicas or None,
-                        warmup=0, iters=1)
+        config = Config(model=model, framework=framework, device="cpu", mode="train",
+                        batch_size=BATCH // max(replicas, 1), replicas=replicas or None, warmup=0, iters=1)
         if world == 1 and replicas:
             backend.configure(config, 1)
             rank, world = backend.join(config)
@@ -77,7 +78,7 @@ def main(out_dir: str, replicas: int, models: str, framework: str) -> bool:
 
 
 if __name__ == "__main__":
-    from bench.worker import exit_now
+    from bench.child import exit_now
 
     if main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]):  # a launcher may append more; unused
         exit_now(0)

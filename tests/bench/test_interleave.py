@@ -17,8 +17,9 @@ FAKE_WORKER = textwrap.dedent("""
     with open(os.environ["SIDE_LOG"], "a") as log:
         log.write(os.environ["SIDE_NAME"] + "\\n")
     samples = [float(os.environ["SIDE_MS"])] * 5
-    print(json.dumps({"event": "result", "status": "ok", "samples_ms": samples, "first_step_ms": 1.0,
-                      "capped": False, "settings": {"side": os.environ["SIDE_NAME"]}}))
+    print(json.dumps({"event": "progress", "phase": "timed", "done": 5, "total": 5, "samples": samples}))
+    print(json.dumps({"event": "result", "status": "ok", "first_step_ms": 1.0, "capped": False,
+                      "settings": {"side": os.environ["SIDE_NAME"]}}))
 """)
 
 

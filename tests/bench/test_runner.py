@@ -6,14 +6,15 @@ import sys
 import pytest
 
 from bench.config import Config
+from bench.plan import expand
 from bench.record import read_run
-from bench.runner import expand, run_configs, run_worker
+from bench.runner import Source, run_configs, run_worker
 
 FAKE_OK = """
 import json, sys
 config = json.loads(sys.argv[-1])
 print(json.dumps({"event": "progress", "phase": "timed", "done": 3, "total": 3, "samples": [1.0, 2.0, 3.0]}))
-print(json.dumps({"event": "result", "status": "ok", "samples_ms": [1.0, 2.0, 3.0], "first_step_ms": 9.0,
+print(json.dumps({"event": "result", "status": "ok", "first_step_ms": 9.0,
                   "capped": False, "peak_memory_bytes": 1024, "burn_in_peak_memory_bytes": 4096,
                   "framework": {"version": "fake"}, "settings": {"threads": 2}}))
 """
@@ -40,8 +41,9 @@ class QuietObserver:
         pass
 
 
-def _fake(script: str) -> tuple[str, ...]:
-    return (sys.executable, "-c", script)
+def _fake(script: str) -> Source:
+    """Workers that run ``script`` instead of ``bench.worker``, the configuration's JSON as their last argument."""
+    return Source(worker_command=(sys.executable, "-c", script))
 
 
 def _config(**changes) -> Config:
@@ -67,7 +69,7 @@ def test_worker_result_and_progress_are_read():
         def on_progress(self, index, phase, done, total):
             progress.append((phase, done, total))
 
-    result, facts = run_worker(_config(), 60, Observer(), 0, worker_command=_fake(FAKE_OK))
+    result, facts, interrupted = run_worker(_config(), 60, Observer(), 0, source=_fake(FAKE_OK))
     assert result.status == "ok" and result.samples_ms == (1.0, 2.0, 3.0) and not result.partial
     assert result.first_step_ms == 9.0 and result.macs_per_image == 416_520
     assert result.peak_memory_bytes == 1024 and result.burn_in_peak_memory_bytes == 4096
@@ -85,7 +87,7 @@ def test_worker_result_and_progress_are_read():
     ],
 )
 def test_worker_faults_become_failed_results(script, reason):
-    result, _ = run_worker(_config(), 1 if "sleep" in script else 60, worker_command=_fake(script))
+    result, _, _ = run_worker(_config(), 1 if "sleep" in script else 60, source=_fake(script))
     assert result.status == "failed"
     assert result.reason.startswith("torch: ") and reason in result.reason
 
@@ -97,7 +99,7 @@ def test_worker_faults_become_failed_results(script, reason):
      ("sys.exit(1)", "exited with code 1")],
 )
 def test_a_worker_that_dies_mid_loop_keeps_the_samples_it_streamed(death, reason):
-    result, _ = run_worker(_config(), 2, worker_command=_fake(FAKE_DIES_MID_LOOP.replace("DEATH", death)))
+    result, _, _ = run_worker(_config(), 2, source=_fake(FAKE_DIES_MID_LOOP.replace("DEATH", death)))
     assert result.status == "failed" and reason in result.reason
     assert result.partial and result.samples_ms == (5.0, 6.0, 7.0, 8.0)
     assert result.first_step_ms == 50.0 and result.burn_in_peak_memory_bytes == 2048
@@ -107,7 +109,7 @@ def test_a_worker_that_dies_mid_loop_keeps_the_samples_it_streamed(death, reason
 def test_undecodable_worker_output_does_not_stall_the_run():
     script = ("import sys, os; os.write(2, b'\\xff\\xfe bad bytes\\n'); os.write(1, b'\\xff\\n'); "
               + FAKE_OK.replace("import json, sys", "import json"))
-    result, _ = run_worker(_config(), 30, worker_command=_fake(script))
+    result, _, _ = run_worker(_config(), 30, source=_fake(script))
     assert result.status == "ok" and result.samples_ms == (1.0, 2.0, 3.0)
 
 
@@ -120,7 +122,7 @@ def test_interrupt_mid_configuration_keeps_its_streamed_samples(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_configs([_config()], path, observer=InterruptOnProgress(),
-                    worker_command=_fake(FAKE_DIES_MID_LOOP.replace("DEATH", "time.sleep(60)")), measure_peaks=False)
+                    source=_fake(FAKE_DIES_MID_LOOP.replace("DEATH", "time.sleep(60)")), measure_peaks=False)
     (saved,) = read_run(path).results
     assert saved.status == "interrupted" and saved.partial
     assert saved.samples_ms == (5.0, 6.0, 7.0, 8.0)
@@ -136,7 +138,7 @@ def test_run_file_rewritten_after_each_configuration(tmp_path):
             seen_on_disk.append(len(read_run(path).results))
 
     configs = [_config(), _config(mode="forward-backward")]
-    run = run_configs(configs, path, observer=Observer(), worker_command=_fake(FAKE_OK), measure_peaks=False)
+    run = run_configs(configs, path, observer=Observer(), source=_fake(FAKE_OK), measure_peaks=False)
     assert seen_on_disk == [0, 1]
     saved = read_run(path)
     assert len(saved.results) == 2 == len(run.results)
@@ -154,7 +156,7 @@ def test_interrupt_keeps_what_was_measured(tmp_path):
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_configs([_config(), _config(batch_size=4)], path, observer=StopOnSecond(), worker_command=_fake(FAKE_OK),
+        run_configs([_config(), _config(batch_size=4)], path, observer=StopOnSecond(), source=_fake(FAKE_OK),
                     measure_peaks=False)
     saved = read_run(path)
     assert [r.config.batch_size for r in saved.results] == [2]
@@ -166,7 +168,7 @@ import json
 print(json.dumps({"event": "result", "status": "skipped", "reason": "torch: no CUDA GPU visible"}))
 """
     configs = [_config(device="cuda"), _config(device="cuda", mode="train"), _config(device="cuda", model="alexnet")]
-    run = run_configs(configs, tmp_path / "r.json", worker_command=_fake(script), measure_peaks=False)
+    run = run_configs(configs, tmp_path / "r.json", source=_fake(script), measure_peaks=False)
     assert [r.status for r in run.results] == ["skipped"] * 3
     assert {r.reason for r in run.results} == {"torch: no CUDA GPU visible"}
 
@@ -185,7 +187,7 @@ def test_real_torch_worker_times_lenet(tmp_path):
 
 
 def test_repeats_pool_samples_and_keep_each_process_count(tmp_path):
-    run = run_configs([_config(repeats=3)], tmp_path / "r.json", worker_command=_fake(FAKE_OK), measure_peaks=False)
+    run = run_configs([_config(repeats=3)], tmp_path / "r.json", source=_fake(FAKE_OK), measure_peaks=False)
     (result,) = run.results
     assert result.status == "ok"
     assert result.samples_ms == (1.0, 2.0, 3.0) * 3 and result.process_sample_counts == (3, 3, 3)
@@ -202,7 +204,7 @@ def test_repeats_run_in_rounds_over_the_configurations(tmp_path):
             started.append(index)
 
     configs = [_config(repeats=3), _config(mode="forward-backward", repeats=2)]
-    run = run_configs(configs, tmp_path / "r.json", observer=Observer(), worker_command=_fake(FAKE_OK),
+    run = run_configs(configs, tmp_path / "r.json", observer=Observer(), source=_fake(FAKE_OK),
                       measure_peaks=False)
     assert started == [0, 1, 0, 1, 0]
     assert [r.process_sample_counts for r in run.results] == [(3, 3, 3), (3, 3)]
@@ -211,14 +213,14 @@ def test_repeats_run_in_rounds_over_the_configurations(tmp_path):
 def test_resume_keeps_ok_results_and_runs_the_rest(tmp_path):
     path = tmp_path / "results.json"
     first, second = _config(), _config(batch_size=4)
-    previous = run_configs([first], path, worker_command=_fake(FAKE_OK), measure_peaks=False)
+    previous = run_configs([first], path, source=_fake(FAKE_OK), measure_peaks=False)
     started = []
 
     class Observer(QuietObserver):
         def on_start(self, index, config):
             started.append(config)
 
-    run = run_configs([first, second], path, observer=Observer(), worker_command=_fake(FAKE_OK),
+    run = run_configs([first, second], path, observer=Observer(), source=_fake(FAKE_OK),
                       measure_peaks=False, resume=read_run(path))
     assert started == [second]
     assert run.results[0] == previous.results[0] and run.results[1].status == "ok"
@@ -231,7 +233,7 @@ def test_a_failing_repeat_fails_the_result_but_keeps_what_was_measured(tmp_path)
 if os.path.exists({str(marker)!r}):
     os.kill(os.getpid(), signal.SIGSEGV)
 open({str(marker)!r}, "w").close()""")
-    run = run_configs([_config(repeats=3)], tmp_path / "r.json", worker_command=_fake(script), measure_peaks=False)
+    run = run_configs([_config(repeats=3)], tmp_path / "r.json", source=_fake(script), measure_peaks=False)
     (result,) = run.results
     assert result.status == "failed"
     assert result.reason == "torch: process 2 of 3: worker killed by SIGSEGV"
