@@ -1,12 +1,11 @@
-"""The small interface each framework's backend implements, and lazy loading of one backend by name.
+"""The small interface each engine's backend implements, and what backends share (the data, device names, the
+checks of what a device computes natively).
 
-A framework's backend is the module ``bench.<framework>_backend`` (the framework's name in ``zoo``'s table), and
-it is imported only inside a process that runs that framework.
+An engine's backend is named in its entry of ``bench.engines`` and imported only inside a process that runs it.
 """
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 from collections.abc import Callable
 from typing import Protocol
@@ -106,10 +105,9 @@ class Backend(Protocol):
     def is_out_of_memory(self, error: BaseException) -> bool:
         """Whether ``error`` is this framework's out-of-memory error."""
 
-
-def load_backend(framework: str) -> Backend:
-    """A new backend of ``framework``; imports that framework (and only it)."""
-    return importlib.import_module(f"bench.{framework}_backend").Backend()
+    def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
+        """The framework's own way of timing the prepared forward step (``bench.fidelity`` holds the harness to it):
+        a function taking a number of calls and giving each call's ms, and what it is."""
 
 
 def parse_device(device: str) -> tuple[str, int]:

@@ -14,6 +14,15 @@ import psutil
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (which containers, Slurm and taskset set), not every
+    core of the machine; the default thread count of every configuration."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -62,8 +71,9 @@ def host_environment(threads: int | None = None) -> dict:
         "python": sys.version.split()[0],
         "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
+        "cpus_available": available_cpus(),
         "memory_bytes": psutil.virtual_memory().total,
-        "threads": threads or os.cpu_count(),
+        "threads": threads or available_cpus(),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "command": _command(),

@@ -20,9 +20,14 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import zoo
-from bench.backend import parse_device
-from bench.environment import cpu_model
+from filelock import Timeout
+
+from bench.backend import Skip, parse_device
+from bench.child import exit_now, set_threads
+from bench.config import Config
+from bench.engines import get_engine, installed_engines, load_backend
+from bench.environment import available_cpus, cpu_model
+from bench.files import atomic_write_text, lock_of
 
 MATRIX_SIZES = {"cpu": (512, 1024, 2048), "cuda": (2048, 4096, 8192, 16384)}
 PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
@@ -85,9 +90,9 @@ def published_product(gpu_name: str | None) -> Product | None:
 def device_identity(device: str, environment: dict | None = None) -> dict:
     """What the cache and the report name a device by: the CPU model, or the GPU's name and compute capability.
 
-    A GPU's identity comes from the run's environment when its workers recorded it, else from a worker that
-    asks the first installed framework. A framework that cannot use the device says why (``unusable``), so that
-    no second worker is started to find it out again.
+    A GPU's identity comes from the run's environment when its workers recorded it, else from a worker of each
+    installed engine in turn, until one sees the GPU. A framework that cannot use the device says why
+    (``unusable``), so that no second worker is started to find it out again.
     """
     kind, _ = parse_device(device)
     if kind == "cpu":
@@ -96,7 +101,7 @@ def device_identity(device: str, environment: dict | None = None) -> dict:
     if recorded.get("gpu_name") and recorded.get("gpu_capability"):
         return {"kind": "cuda", "model": recorded["gpu_name"], "capability": recorded["gpu_capability"]}
     unusable = {}
-    for framework in zoo.installed_frameworks():
+    for framework in installed_engines():
         lines = _run_worker(["--identify", "--worker", framework, "--device", device], timeout_s=120)
         if lines and "gpu_name" in lines[0]:
             return {"kind": "cuda", "model": lines[0]["gpu_name"], "capability": lines[0]["gpu_capability"]}
@@ -110,7 +115,7 @@ def _cache_key(identity: dict, framework: str, threads: int) -> str:
         hardware = f"cpu|{identity['model']}|threads={threads}"
     else:
         hardware = f"cuda|{identity['model']}|capability={identity['capability']}"
-    return f"{hardware}|{framework}={zoo.framework_version(framework)}"
+    return f"{hardware}|{framework}={get_engine(framework).version()}"
 
 
 def _load_cache() -> dict:
@@ -120,12 +125,16 @@ def _load_cache() -> dict:
         return {}
 
 
-def _save_cache(cache: dict) -> None:
+def _save_rates(key: str, rates: dict) -> None:
+    """Add one framework's rates to the cache: read, merged and replaced whole under the cache's lock, so two runs
+    measuring at once each keep what the other wrote."""
     path = cache_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(cache, indent=1))
-    except OSError:
+        with lock_of(path, timeout_s=60):
+            cache = _load_cache()
+            cache[key] = {**cache.get(key, {}), **rates}
+            atomic_write_text(path, json.dumps(cache, indent=1))
+    except (OSError, Timeout):
         pass  # a cache that cannot be written only costs a re-measurement
 
 
@@ -163,8 +172,7 @@ def measure_framework(framework: str, device: str, precisions: list[str], thread
                 cached[line.pop("precision")] = line
             else:  # the worker failed before any precision
                 cached.update({p: dict(line) for p in missing})
-        cache[key] = {p: v for p, v in cached.items() if "error" not in v}
-        _save_cache(cache)
+        _save_rates(key, {p: v for p, v in cached.items() if "error" not in v})
     return {p: cached[p] for p in precisions if p in cached}
 
 
@@ -173,10 +181,10 @@ def measure_peaks(device: str, precisions: list[str] | None = None, threads: int
     """Best measured GFLOP/s per precision on ``device`` over every installed framework, with the details."""
     kind, _ = parse_device(device)
     precisions = precisions or list(PRECISIONS[kind])
-    threads = threads or os.cpu_count() or 1
+    threads = threads or available_cpus()
     identity = device_identity(device, environment)
     by_framework = {framework: measure_framework(framework, device, precisions, threads, identity)
-                    for framework in zoo.installed_frameworks()}
+                    for framework in installed_engines()}
     best: dict[str, float] = {}
     best_framework: dict[str, str] = {}
     for precision in precisions:
@@ -235,11 +243,7 @@ def _median_seconds(multiply, synchronize) -> float:
 
 
 def _worker(framework: str, device: str, precisions: list[str], threads: int, identify: bool) -> None:
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[variable] = str(threads)
-    from bench.backend import Skip, load_backend
-    from bench.config import Config
-
+    set_threads(threads)
     backend = load_backend(framework)
     probe = Config(model="lenet", framework=framework, device=device, mode="forward", batch_size=1)
     backend.configure(probe, threads)
@@ -283,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", required=True)
     parser.add_argument("--device", required=True)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=available_cpus())
     parser.add_argument("--identify", action="store_true", help="print the device's identity and exit")
     args = parser.parse_args(argv)
     _worker(args.worker, args.device, args.precision.split(","), args.threads, args.identify)
@@ -291,6 +295,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from bench.worker import exit_now
-
     exit_now(main())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable
 
 import keras
@@ -68,8 +70,6 @@ class TFBackend:
                                            tuple(details.get("compute_capability", (0, 0))), config.precision)
             if reason:
                 raise Skip(reason)
-        if config.channels_last:
-            raise Skip("tf: --channels-last applies to torch only (TensorFlow runs NHWC throughout)")
         if kind == "cpu" and (reason := cpu_precision_skip_reason("tf", config.precision)):
             raise Skip(reason)
 
@@ -305,5 +305,21 @@ class TFBackend:
     def is_out_of_memory(self, error: BaseException) -> bool:
         return isinstance(error, tf.errors.ResourceExhaustedError) or "out of memory" in str(error).lower()
 
+    def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
+        model, images = self.model, self.images
+        bare = tf.function(lambda: model(images, training=False))  # its own tf.function of the same network
 
-Backend = TFBackend  # what bench.backend.load_backend instantiates
+        def bare_round(calls: int) -> list[float]:
+            samples = []
+            gc.disable()  # as timeit (and so torch's Timer) does
+            try:
+                for _ in range(calls):
+                    start = time.perf_counter()
+                    bare()
+                    samples.append((time.perf_counter() - start) * 1e3)
+            finally:
+                gc.enable()
+            return samples
+
+        return bare_round, "bare tf.function loop"
+

@@ -270,5 +270,13 @@ class TorchBackend:
     def is_out_of_memory(self, error: BaseException) -> bool:
         return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
+    def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
+        from torch.utils import benchmark
 
-Backend = TorchBackend  # what bench.backend.load_backend instantiates
+        # The same network on the same input, called directly; num_threads set, since the Timer defaults to 1.
+        timer = benchmark.Timer(stmt="with torch.no_grad(): model(images)",
+                                globals={"model": self.model, "images": self.images, "torch": torch},
+                                num_threads=threads)
+        # One call per measurement: per-call times, the statistic the harness reports.
+        return (lambda calls: [timer.timeit(1).mean * 1e3 for _ in range(calls)]), "torch.utils.benchmark.Timer"
+

@@ -1,10 +1,13 @@
 """Each backend's steps do the work their mode promises, and skips say why in one line."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from bench.backend import Skip, cpu_has_native_bf16, load_backend, parse_device, precision_skip_reason
+from bench.backend import Skip, cpu_has_native_bf16, parse_device, precision_skip_reason
 from bench.config import Config
+from bench.engines import load_backend
 
 
 @pytest.mark.parametrize(
@@ -163,11 +166,14 @@ def test_tf_train_step_updates_weights_with_decay():
     assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
-@pytest.mark.tf
-def test_tf_refuses_channels_last():
-    with pytest.raises(Skip, match="torch only"):
-        _tf_backend().check(Config(model="lenet", framework="tf", device="cpu", mode="forward", batch_size=2,
-                                   channels_last=True))
+def test_the_engine_table_refuses_what_an_engine_cannot_run_before_any_process_starts():
+    from bench.engines import ENGINES
+
+    channels_last = Config(model="lenet", framework="tf", device="cpu", mode="forward", batch_size=2,
+                           channels_last=True)
+    assert ENGINES["tf"].refusal(channels_last) == (
+        "tf: --channels-last applies to torch only (TensorFlow runs NHWC throughout)")
+    assert ENGINES["torch"].refusal(dataclasses.replace(channels_last, framework="torch")) is None
 
 
 @pytest.mark.tf

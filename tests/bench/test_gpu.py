@@ -14,7 +14,7 @@ def test_every_sample_waits_for_the_gpu():
     second half shows is a difference this test sees."""
     import torch
 
-    from bench.backend import load_backend
+    from bench.engines import load_backend
     from bench.timing import time_step
 
     backend = load_backend("torch")
@@ -55,7 +55,8 @@ def test_fp32_is_ieee_and_settings_are_recorded_per_result(tmp_path):
 def test_precision_checks_ask_the_requested_device():
     import torch
 
-    from bench.backend import Skip, load_backend
+    from bench.backend import Skip
+    from bench.engines import load_backend
 
     backend = load_backend("torch")
     major, _ = torch.cuda.get_device_capability(0)
@@ -66,7 +67,8 @@ def test_precision_checks_ask_the_requested_device():
         with pytest.raises(Skip, match="bf16 needs compute capability 8.0"):
             backend.check(config)
     with pytest.raises(Skip, match="CUDA device"):
-        backend.check(Config("lenet", "torch", f"cuda:{torch.cuda.device_count()}", "forward", 2))
+        backend.check(Config(model="lenet", framework="torch", device=f"cuda:{torch.cuda.device_count()}",
+                             mode="forward", batch_size=2))
 
 
 def test_fp32_peak_is_ieee_fp32_not_tf32():

@@ -52,7 +52,7 @@ def _counted_flops(model: str, mode: str, *, corrected: bool, batch: int = 2) ->
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bench.backend import load_backend
+    from bench.engines import load_backend
 
     backend = load_backend("torch")
     step = backend.prepare(Config(model=model, framework="torch", device="cpu", mode=mode, batch_size=batch))

@@ -60,7 +60,7 @@ def test_attach_peaks_gives_mfu_to_ok_results_only(monkeypatch):
 def test_the_peak_uses_every_installed_framework_whatever_the_run_times(monkeypatch):
     """A torch-only run and a torch+tf run must divide by the same peak."""
     measured = []
-    monkeypatch.setattr(peak.zoo, "installed_frameworks", lambda: ["torch", "tf"])
+    monkeypatch.setattr(peak, "installed_engines", lambda: ["torch", "tf"])
     monkeypatch.setattr(peak, "measure_framework",
                         lambda framework, device, precisions, threads, identity: measured.append(framework) or
                         {"fp32": {"gflops_per_s": {"torch": 200.0, "tf": 450.0}[framework]}})
@@ -96,10 +96,10 @@ def test_real_cpu_peak_is_measured_once_then_cached(monkeypatch):
 
 
 @pytest.mark.no_gpu
-def test_peak_on_missing_gpu_says_so_and_exits_1():
+def test_peak_on_missing_gpu_says_so_and_exits_3():
     completed = subprocess.run([sys.executable, "cli.py", "peak", "--device", "cuda"],
                                cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 1
+    assert completed.returncode == 3
     assert completed.stderr.strip() == "error: no peak could be measured on cuda"
     assert "Matmul peak on cuda (no GPU identified)" in completed.stdout
     assert "skipped: torch: no CUDA" in " ".join(completed.stdout.split())

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import zoo
-from bench.backend import load_backend
 from bench.config import Config
+from bench.engines import load_backend
 from zoo.parity import GRADS_RTOL
 
 UPDATE_RTOL = GRADS_RTOL

@@ -1,9 +1,9 @@
 """pytest-benchmark regression checks of the harness's own step functions, over registry x framework x mode.
 
-Save a baseline, then fail on a regression of the median:
-
-    python -m pytest tests/benchmarks -m torch --step-rounds 30 --benchmark-autosave
-    python -m pytest tests/benchmarks -m torch --step-rounds 30 --benchmark-compare --benchmark-compare-fail=median:10%
+Each case records its configuration in ``extra_info`` (model, framework, device, mode, batch_size, and the
+framework's version), so that ``python cli.py compare`` reads the saved files (``--benchmark-save-data``) and gives
+them its verdicts: several pytest processes a side saved into one folder each, then
+``python cli.py compare BASE_FOLDER NEW_FOLDER --fail-on-regression`` (the README's recipe).
 
 Run one framework per invocation (``-m torch`` / ``-m tf``) to keep the two frameworks out of each other's process
 while timing. Every round is one step followed by a device synchronisation.
@@ -16,8 +16,9 @@ others, VGG's and ResNet-50's steps taking several seconds each on a 2-core CPU.
 import pytest
 
 import zoo
-from bench.backend import Skip, load_backend
+from bench.backend import Skip
 from bench.config import Config
+from bench.engines import ENGINES, load_backend
 from bench.modes import MODES, step_flops
 
 
@@ -56,7 +57,7 @@ def pytest_generate_tests(metafunc):
             id=f"{model}-{framework}-{device}-{mode}",
         )
         for model in step_models(metafunc.config.getoption("--step-models"))
-        for framework in zoo.FRAMEWORKS
+        for framework in ENGINES
         for device in ("cpu", "cuda")
         for mode in MODES
     ]
@@ -85,7 +86,8 @@ def test_step(benchmark, request, model, framework, device, mode):
 
     benchmark.extra_info.update(
         {"model": model, "framework": framework, "device": device, "batch_size": batch, "mode": mode,
-         "flops_per_step": step_flops(zoo.get_spec(model), batch, mode)}
+         "framework_version": ENGINES[framework].version(), "flops_per_step": step_flops(zoo.get_spec(model), batch,
+                                                                                          mode)}
     )
     # One warm-up round: the first call traces the TensorFlow step or allocates torch's buffers, and from the second
     # on each call is a steady step (measured on every quick case in both frameworks).
