@@ -9,9 +9,7 @@ reports, comparisons and the history all read this one record, and take their co
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
@@ -22,6 +20,8 @@ import numpy as np
 
 import zoo
 from bench.config import Config
+from bench.errors import EnvironmentProblem
+from bench.files import atomic_write_text
 from bench.modes import FLOP_CONVENTION, MODES, step_flops
 from bench.stats import Summary, median_ci, summarize
 from bench.timing import TIMING_METHODS
@@ -34,7 +34,7 @@ RUN_FILE_NAME = "results.json"
 STATUSES: tuple[str, ...] = ("ok", "failed", "skipped", "interrupted")
 
 
-class RunFileError(ValueError):
+class RunFileError(EnvironmentProblem, ValueError):
     """A results file that cannot be read: missing, not JSON, truncated or of another schema."""
 
 
@@ -281,26 +281,8 @@ class Run:
 
 def write_run(path: Path, run: Run) -> None:
     """Write atomically: a reader (or a crash) sees the previous complete file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(run.to_dict(), indent=1, allow_nan=False, default=_json_default)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes the file private; a results file is for sharing
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write_text(Path(path), text + "\n")
 
 
 def _json_default(value: Any) -> Any:

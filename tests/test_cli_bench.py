@@ -113,7 +113,7 @@ def test_sigterm_ends_the_worker_and_keeps_its_samples(tmp_path):
 @pytest.mark.no_gpu
 def test_cuda_without_gpu_skips_each_framework_in_one_line(tmp_path, cli_main):
     completed = cli_main("bench", "lenet", "--device", "cuda", "--out", str(tmp_path / "run"))
-    assert completed.returncode == 2
+    assert completed.returncode == 3  # nothing measurable on this machine: an environment problem
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 2, completed.stderr
     assert lines[0].startswith("skipped 2 configuration(s): torch: ") and "GPU" in lines[0]
@@ -164,11 +164,11 @@ def test_bad_input_ends_the_process_with_one_line_and_exit_2(args, needle):
     _assert_one_line_and_exit_2(run_cli("bench", *args), needle)
 
 
-def test_unwritable_output_folder_is_one_line_and_exit_1(tmp_path, cli_main):
+def test_unwritable_output_folder_is_one_line_and_exit_3(tmp_path, cli_main):
     blocker = tmp_path / "file"
     blocker.write_text("")
     completed = cli_main("bench", "lenet", "--out", str(blocker / "run"))
-    assert completed.returncode == 1
+    assert completed.returncode == 3
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write to" in lines[0]
 
@@ -181,5 +181,5 @@ def test_framework_not_installed_is_one_line(monkeypatch, capsys):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "tensorflow" else real_find_spec(name, *a))
-    assert cli.main(["bench", "lenet", "--frameworks", "tf"]) == 1
+    assert cli.main(["bench", "lenet", "--frameworks", "tf"]) == 3
     assert capsys.readouterr().err.strip() == "error: tf: tensorflow is not installed (pip install -e .)"

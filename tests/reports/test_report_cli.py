@@ -41,11 +41,11 @@ def broken_run_files(tmp_path, mixed_run):
 
 @pytest.mark.parametrize("case", ["missing", "not JSON", "truncated", "other schema"])
 @pytest.mark.parametrize("command", ["show", "export", "report", "compare"])
-def test_an_unreadable_run_file_is_one_line_and_exit_1(capsys, broken_run_files, mixed_run, command, case):
+def test_an_unreadable_run_file_is_one_line_and_exit_3(capsys, broken_run_files, mixed_run, command, case):
     path, message = broken_run_files[case]
     args = [command, str(path)] + ([str(mixed_run)] if command == "compare" else [])
     code, out, err = run_cli(capsys, *args)
-    assert code == 1
+    assert code == 3
     assert_one_line_error(err, message)
 
 
@@ -85,16 +85,16 @@ def test_export_parquet_without_an_engine_says_what_to_install(capsys, mixed_run
     monkeypatch.setattr("reports.frame.PARQUET_ENGINES", ("no_such_parquet_engine",))
     code, out, err = run_cli(capsys, "export", str(mixed_run), "--format", "parquet", "--out",
                              str(tmp_path / "x.parquet"))
-    assert code == 1
+    assert code == 3
     assert_one_line_error(err, "pip install pyarrow")
 
 
-def test_export_into_a_folder_that_cannot_exist_is_exit_1(capsys, mixed_run, tmp_path):
+def test_export_into_a_folder_that_cannot_exist_is_exit_3(capsys, mixed_run, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     code, out, err = run_cli(capsys, "export", str(mixed_run), "--format", "csv", "--out",
                              str(blocker / "sub" / "x.csv"))
-    assert code == 1
+    assert code == 3
     assert_one_line_error(err, "Not a directory", str(blocker))
 
 
@@ -113,11 +113,11 @@ def test_report_merges_several_runs(capsys, mixed_run, write_synthetic_run, tmp_
     assert "| mixed " in text and "| gpu-box " in text
 
 
-def test_report_into_a_folder_under_a_file_is_exit_1(capsys, mixed_run, tmp_path):
+def test_report_into_a_folder_under_a_file_is_exit_3(capsys, mixed_run, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     code, out, err = run_cli(capsys, "report", str(mixed_run), "--out", str(blocker / "deeper" / "report.md"))
-    assert code == 1
+    assert code == 3
     assert_one_line_error(err, "cannot write the report", "Not a directory", str(blocker))
 
 
@@ -161,9 +161,9 @@ def test_a_bad_threshold_is_usage_error(capsys, base_and_slower, threshold):
     assert_one_line_error(err, "--threshold")
 
 
-def test_compare_with_nothing_in_common_is_exit_1(capsys, write_synthetic_run):
+def test_compare_with_nothing_in_common_is_usage_error(capsys, write_synthetic_run):
     base = write_synthetic_run("torch-only", [ok(framework="torch")])
     new = write_synthetic_run("tf-only", [ok(framework="tf")])
     code, out, err = run_cli(capsys, "compare", str(base), str(new))
-    assert code == 1
+    assert code == 2
     assert_one_line_error(err, "no configuration was measured in both runs")
