@@ -18,9 +18,11 @@ class Framework:
     """A deep-learning framework the zoo writes models in.
 
     ``package`` is the module whose presence means the framework is installed (found without importing it),
-    ``distribution`` the pip distribution that carries its version. The benchmark's backend for it is the module
-    ``bench.<name>_backend``, and each registered model names a builder for it, found by default in the module
-    ``model_module`` of the model's family folder (``zoo/models/<family>/<model_module>.py``).
+    ``distribution`` the pip distribution that carries its version. Each registered model names a builder for it,
+    found by default in the module ``model_module`` of the model's family folder
+    (``zoo/models/<family>/<model_module>.py``); ``counts`` ("module:function") counts a built model's trainable
+    parameters, kept statistics and forward MACs per image, as the framework itself sees them. Which engines run
+    its definitions is ``bench.engines``' table.
     """
 
     name: str
@@ -28,6 +30,7 @@ class Framework:
     package: str
     distribution: str
     model_module: str
+    counts: str
     aliases: tuple[str, ...] = ()
 
 
@@ -36,9 +39,9 @@ _FRAMEWORK_TABLE: dict[str, Framework] = {
     framework.name: framework
     for framework in (
         Framework("torch", "PyTorch", package="torch", distribution="torch", model_module="torch_model",
-                  aliases=("pytorch",)),
+                  counts="zoo.torch_common:model_counts", aliases=("pytorch",)),
         Framework("tf", "TensorFlow", package="tensorflow", distribution="tensorflow", model_module="keras_model",
-                  aliases=("tensorflow", "keras")),
+                  counts="zoo.keras_common:model_counts", aliases=("tensorflow", "keras")),
     )
 }
 FRAMEWORKS: tuple[str, ...] = tuple(_FRAMEWORK_TABLE)

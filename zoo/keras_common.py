@@ -186,6 +186,11 @@ def _size(variable) -> int:
     return math.prod(variable.shape)
 
 
+def model_counts(model: keras.Model, spec) -> dict[str, int]:
+    """Trainable parameters, kept statistics and forward MACs per image of a built model (zoo's framework table)."""
+    return {"params": trainable_params(model), "statistics": statistics(model), "macs": count_macs(model)}
+
+
 def trainable_params(layer_or_model) -> int:
     return sum(_size(variable) for variable in layer_or_model.trainable_weights)
 

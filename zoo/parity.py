@@ -16,14 +16,18 @@ EPYC, alexnet-2012's conv2 gradient differed by 3.7e-3 of its largest value whil
 2e-6, and the same happens after a training step on AlexNet. That says nothing about whether the networks are
 the same; in float64 such coincidences need an activation within 1e-16 of a kink, and the comparison measures
 the definitions, not the luck of rounding. The logits are also compared in float32, the precision benchmarked.
+
+``TRANSFERS`` lists the pairs of frameworks proven this way; ``verify_model`` proves every pair that is installed,
+and counts every installed build against the spec.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +59,8 @@ class ParityResult:
 
     model: str
     batch_size: int
+    reference: str  # the framework whose weights are transferred, and against whose values the other is held
+    other: str
     logits_max_abs_diff: float
     logits_max_abs: float
     logits_rel_diff: float
@@ -113,39 +119,27 @@ def _worst(pairs) -> tuple[float, float, str]:
     return worst_rel, worst_abs, worst_name
 
 
-def load_frameworks() -> None:
+def load_frameworks(*, with_tensorflow: bool = True) -> None:
     """Import torch (with its FLOP counter) before TensorFlow.
 
     The FLOP counter imports triton, whose native module crashes the process when it loads after TensorFlow;
     loaded first, both live in one process.
     """
     # An explicit sequence, so that no import sorter can reorder it.
-    for module in ("torch.utils.flop_counter", "tensorflow"):
+    for module in ("torch.utils.flop_counter", "tensorflow")[:2 if with_tensorflow else 1]:
         importlib.import_module(module)
 
 
-def framework_counts(name: str, torch_model=None, keras_model=None) -> dict[str, dict[str, int]]:
-    """Per framework, trainable parameters, kept statistics and forward MACs per image of the model as built
-    (float32; built here unless given)."""
-    load_frameworks()
+def framework_counts(name: str, framework: str, model=None) -> dict[str, int]:
+    """Trainable parameters, kept statistics and forward MACs per image of the model as ``framework`` builds it
+    (float32; built here unless given), counted the way that framework sees them (its entry in zoo's table)."""
     import zoo
-    from zoo import keras_common, torch_common
 
-    spec = zoo.get_spec(name)
-    torch_model = torch_model if torch_model is not None else zoo.build(name, "torch")
-    keras_model = keras_model if keras_model is not None else zoo.build(name, "tf")
-    return {
-        "torch": {
-            "params": torch_common.trainable_params(torch_model),
-            "statistics": torch_common.statistics(torch_model),
-            "macs": torch_common.count_macs(torch_model, spec.input_shape),
-        },
-        "tf": {
-            "params": keras_common.trainable_params(keras_model),
-            "statistics": keras_common.statistics(keras_model),
-            "macs": keras_common.count_macs(keras_model),
-        },
-    }
+    if "torch" in zoo.installed_frameworks():
+        load_frameworks(with_tensorflow=False)
+    module_name, function_name = zoo.get_framework(framework).counts.split(":")
+    count = getattr(importlib.import_module(module_name), function_name)
+    return count(model if model is not None else zoo.build(name, framework), zoo.get_spec(name))
 
 
 @contextlib.contextmanager
@@ -339,6 +333,8 @@ def _parity(name: str, batch_size: int, seed: int):
     result = ParityResult(
         model=name,
         batch_size=batch_size,
+        reference="torch",
+        other="tf",
         logits_max_abs_diff=logits_diff,
         logits_max_abs=logits_scale,
         logits_rel_diff=_relative(logits_diff, logits_scale),
@@ -351,13 +347,41 @@ def _parity(name: str, batch_size: int, seed: int):
     return result, torch32, keras32
 
 
-def verify_model(name: str, *, batch_size: int | None = None) -> dict:
-    """Everything ``cli.py verify`` reports for one model: counts of both builds against the spec, and parity."""
+@dataclass(frozen=True)
+class Transfer:
+    """A pair of frameworks whose definitions are proven alike by moving ``reference``'s weights into ``other``:
+    ``prove(name, batch_size, seed)`` gives the parity figures and the float32 models it built, by framework."""
+
+    reference: str
+    other: str
+    prove: Callable[[str, int, int], tuple[ParityResult, dict[str, Any]]]
+
+
+def _torch_to_keras(name: str, batch_size: int, seed: int) -> tuple[ParityResult, dict[str, Any]]:
+    result, torch_model, keras_model = _parity(name, batch_size, seed)
+    return result, {"torch": torch_model, "tf": keras_model}
+
+
+# The pairs with a weight transfer (``zoo.transfer``): a new framework is proven by one entry here.
+TRANSFERS: tuple[Transfer, ...] = (Transfer("torch", "tf", _torch_to_keras),)
+
+
+def verify_model(name: str, *, frameworks: Sequence[str] | None = None, batch_size: int | None = None) -> dict:
+    """Everything ``cli.py verify`` reports for one model: the counts of every build in ``frameworks`` (default:
+    the installed ones) against the spec, and the parity of every pair of them with a transfer (none where only
+    one framework is installed: ``parity`` is then empty, and says so by being so)."""
     import zoo
 
     spec = zoo.get_spec(name)
-    parity, torch_model, keras_model = _parity(name, batch_size or default_batch_size(name), seed=0)
-    counts = framework_counts(name, torch_model, keras_model)
+    frameworks = list(frameworks if frameworks is not None else zoo.installed_frameworks())
+    built: dict[str, Any] = {}
+    parities = []
+    for transfer in TRANSFERS:
+        if transfer.reference in frameworks and transfer.other in frameworks:
+            result, models = transfer.prove(name, batch_size or default_batch_size(name), 0)
+            parities.append(result.to_dict())
+            built.update(models)
+    counts = {framework: framework_counts(name, framework, built.get(framework)) for framework in frameworks}
     expected = {"params": spec.expected_params, "statistics": spec.statistics, "macs": spec.expected_macs}
     counts_ok = all(c == expected for c in counts.values())
     return {
@@ -365,6 +389,6 @@ def verify_model(name: str, *, batch_size: int | None = None) -> dict:
         "expected": expected,
         "frameworks": counts,
         "counts_ok": counts_ok,
-        "parity": parity.to_dict(),
-        "passed": counts_ok and parity.passed,
+        "parity": parities,
+        "passed": counts_ok and all(parity["passed"] for parity in parities),
     }

@@ -136,6 +136,12 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return counter.get_total_flops() // 2
 
 
+def model_counts(model: nn.Module, spec) -> dict[str, int]:
+    """Trainable parameters, kept statistics and forward MACs per image of a built model (zoo's framework table)."""
+    return {"params": trainable_params(model), "statistics": statistics(model),
+            "macs": count_macs(model, spec.input_shape)}
+
+
 def trainable_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

@@ -25,17 +25,26 @@ def test_zoo_table_lists_models_and_installed_frameworks():
 
 
 def test_verify_tables_show_a_mismatch_and_a_failure():
-    parity = {"batch_size": 2, "logits_rel_diff": 3e-2, "grads_rel_diff": 1e-7, "worst_grad": "fc3.bias",
+    parity = {"reference": "torch", "other": "tf", "passed": False, "batch_size": 2, "logits_rel_diff": 3e-2,
+              "grads_rel_diff": 1e-7, "worst_grad": "fc3.bias",
               "fp32_logits_rel_diff": 2e-2, "statistics_rel_diff": None, "worst_statistic": None,
               "logits_rtol": 1e-10, "grads_rtol": 1e-10, "fp32_logits_rtol": 1e-4}
     counts = {"params": 61_706, "statistics": 0, "macs": 416_520}
     report = {"model": "lenet", "expected": counts, "passed": False,
-              "frameworks": {"torch": counts, "tf": counts | {"params": 61_700}}, "parity": parity}
+              "frameworks": {"torch": counts, "tf": counts | {"params": 61_700}}, "parity": [parity]}
     batchnorm = {"model": "resnet18", "expected": counts, "passed": False, "frameworks": {"torch": counts},
-                 "parity": parity | {"statistics_rel_diff": 5e-3, "worst_statistic": "bn1.moving_variance"}}
+                 "parity": [parity | {"statistics_rel_diff": 5e-3, "worst_statistic": "bn1.moving_variance"}]}
     text = _text(*verify_tables([report, batchnorm]))
     lines = text.splitlines()
     assert any("torch" in line and "match spec" in line for line in lines)
     assert any("tf" in line and "61,700" in line and "differ from spec" in line for line in lines)
     assert any("lenet" in line and "3.00e-02" in line and "FAIL" in line for line in lines)
     assert any("resnet18" in line and "5.00e-03 (bn1.moving_variance)" in line for line in lines)
+    assert any("lenet" in line and "torch -> tf" in line for line in lines)
+
+
+def test_verify_tables_say_when_no_pair_was_proven():
+    counts = {"params": 61_706, "statistics": 0, "macs": 416_520}
+    text = _text(*verify_tables([{"model": "lenet", "expected": counts, "passed": True,
+                                  "frameworks": {"torch": counts}, "parity": []}]))
+    assert "match spec" in text and "parity not proven" in text

@@ -92,7 +92,8 @@ def test_a_new_folder_is_verified(project_with_tinynet):
     assert document["passed"] and report["passed"] and report["counts_ok"]
     counts = {"params": 376, "statistics": 8, "macs": 1_984}
     assert report["expected"] == report["frameworks"]["torch"] == report["frameworks"]["tf"] == counts
-    parity = report["parity"]
+    (parity,) = report["parity"]
+    assert (parity["reference"], parity["other"]) == ("torch", "tf")
     assert parity["batch_size"] == 2  # BatchNorm: two images, so that batch statistics are batch statistics
     assert parity["fp32_logits_rel_diff"] <= 1e-4 and parity["grads_rel_diff"] <= 1e-10
     assert parity["statistics_rel_diff"] <= 1e-10  # its BatchNorm statistics were compared
