@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import filelock
 import pytest
 from synthetic import ENVIRONMENT, samples
 
@@ -22,10 +22,14 @@ import cli
 from bench.config import Config
 from bench.record import Result, Run, read_run, write_run
 from reports.history import Filters, History, HistoryLockedError, machine_of, sources_path
+from reports.history.storage import lock_path
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 OTHER_MACHINE = {**ENVIRONMENT, "cpu_model": "Other CPU 100", "memory_bytes": 64 * 2**30}
+# Another process holding the history's lock as a convbench process does, until a line arrives on its stdin.
+HOLD_LOCK = ("import sys\nfrom filelock import FileLock\nlock = FileLock(sys.argv[1])\nlock.acquire()\n"
+             "print('holding', flush=True)\nsys.stdin.readline()")
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -144,7 +148,7 @@ def test_rebuild_from_paths_replaces_the_sources_and_names_what_is_gone(capsys, 
     (three_runs / "run0").rmdir()
     code, out, err = run_cli(capsys, "history", "rebuild", "--history", str(location))
     assert code == 0 and "it holds 2 runs, 6 results" in out
-    assert run_cli(capsys, "history", "rebuild", "--history", str(tmp_path / "new.duckdb"))[0] == 1
+    assert run_cli(capsys, "history", "rebuild", "--history", str(tmp_path / "new.duckdb"))[0] == 3
 
 
 def test_machines_are_never_mixed(capsys, tmp_path, location):
@@ -174,26 +178,36 @@ def test_a_gpu_result_carries_the_gpu_and_a_cpu_result_of_the_same_run_does_not(
     assert machine_of({**environment, "memory_bytes": 8 * 2**30 - 5 * 2**20}, "cpu").key == cpu.key
 
 
+def hold_lock(location: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock_path(location))], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "holding\n"
+    return holder
+
+
 def test_two_processes_adding_at_the_same_moment_both_get_in(tmp_path, location):
     for name, day in (("a", 1), ("b", 2)):
         write_synthetic(tmp_path / name, day, [result(seed=day)])
     History(location).add([Run(environment={**ENVIRONMENT, "started_at": "2025-12-31T00:00:00+00:00"},
                                results=[result()])])
-    # This process holds the write lock until both adders have said they are waiting, then lets go: both wait,
-    # then meet each other at the lock.
-    holder = duckdb.connect(str(location))
-    adders = [subprocess.Popen([sys.executable, "cli.py", "history", "import", str(tmp_path / name), "--history",
-                                str(location)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for name in ("a", "b")]
-    lines: queue.Queue[str] = queue.Queue()
-    for adder in adders:
-        threading.Thread(target=lambda stream=adder.stderr: lines.put(stream.readline()), daemon=True).start()
-    waiting = [lines.get(timeout=60) for _ in adders]
-    holder.close()
+    # Another process holds the lock until both adders have said they are waiting, then lets go: both wait, then
+    # meet each other at the lock.
+    holder = hold_lock(location)
+    try:
+        adders = [subprocess.Popen([sys.executable, "cli.py", "history", "import", str(tmp_path / name),
+                                    "--history", str(location)], cwd=REPO, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+                  for name in ("a", "b")]
+        lines: queue.Queue[str] = queue.Queue()
+        for adder in adders:
+            threading.Thread(target=lambda stream=adder.stderr: lines.put(stream.readline()), daemon=True).start()
+        waiting = [lines.get(timeout=60) for _ in adders]
+        holder.communicate("\n", timeout=60)
+    finally:
+        holder.kill()
     outputs = [adder.communicate(timeout=60) for adder in adders]
     assert [adder.returncode for adder in adders] == [0, 0], outputs
-    for line in waiting:
-        assert line.startswith(f"history: {location} is locked by another process (PID {os.getpid()}); waiting")
+    assert waiting == [f"history: {location} is locked by another process; waiting up to 60 s\n"] * 2
     assert all(err == "" for _, err in outputs)  # the waiting line was the only one
     assert History(location).counts() == (3, 3)
 
@@ -201,22 +215,50 @@ def test_two_processes_adding_at_the_same_moment_both_get_in(tmp_path, location)
 def test_a_lock_held_too_long_is_one_clear_line(tmp_path, location):
     History(location).add([Run(environment=ENVIRONMENT, results=[result()])])
     write_synthetic(tmp_path / "run", 1, [result(seed=1)])
-    # Another process holds the write lock and keeps it (DuckDB's lock is per process, so it must be another).
-    hold = ("import sys, time, duckdb\nconnection = duckdb.connect(sys.argv[1])\nprint('holding', flush=True)\n"
-            "time.sleep(120)")
-    holder = subprocess.Popen([sys.executable, "-c", hold, str(location)], stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(location)
     try:
-        assert holder.stdout.readline() == "holding\n"
         waits: list[str] = []
         with pytest.raises(HistoryLockedError) as raised:
             History(location, lock_timeout_s=0.5, on_wait=waits.append).add_paths([tmp_path / "run"])
     finally:
         holder.kill()
         holder.wait()
-    assert str(raised.value) == (f"history: {location} stayed locked by another process (PID {holder.pid}) for "
-                                 "0.5 s; try again when it has finished")
-    assert waits == [f"history: {location} is locked by another process (PID {holder.pid}); waiting up to 0.5 s"]
+    assert str(raised.value) == (f"history: {location} stayed locked by another process for 0.5 s; try again when "
+                                 "it has finished")
+    assert waits == [f"history: {location} is locked by another process; waiting up to 0.5 s"]
     assert History(location).add_paths([tmp_path / "run"]).added == 1  # once it is free, the run gets in
+
+
+def test_a_database_another_program_holds_open_is_one_clear_line(capsys, tmp_path, location):
+    History(location).add([Run(environment=ENVIRONMENT, results=[result()])])
+    write_synthetic(tmp_path / "run", 1, [result(seed=1)])
+    # Not convbench: a plain DuckDB connection, which takes DuckDB's own lock on the file and not convbench's.
+    hold = ("import sys, duckdb\nconnection = duckdb.connect(sys.argv[1])\nprint('holding', flush=True)\n"
+            "sys.stdin.readline()")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(location)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        for args in (["import", str(tmp_path / "run")], ["show"]):  # a writer and a reader
+            code, out, err = run_cli(capsys, "history", *args, "--history", str(location))
+            assert code == 3
+            assert one_error_line(err) == (f"error: history: {location} is held open by another program (PID "
+                                           f"{holder.pid}), not convbench; try again when it has closed the file")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert History(location).add_paths([tmp_path / "run"]).added == 1
+
+
+def test_a_history_where_no_lock_file_can_be_made_is_still_read(monkeypatch, three_runs, location):
+    """A history shared in a folder this user may not write: read as before the lock, under DuckDB's own lock."""
+    History(location).add_paths([three_runs])
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(lock_path(location)))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", refuse)
+    assert [trend.runs for trend in History(location).trends()] == [3, 3]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "foreign"])
@@ -237,7 +279,7 @@ def test_a_corrupt_or_foreign_database_is_one_line_and_rebuild_restores_it(capsy
     for command in ("show", "check", "import"):
         args = ["history", command, *([str(three_runs)] if command == "import" else []), "--history", str(location)]
         code, out, err = run_cli(capsys, *args)
-        assert code == 1
+        assert code == 3
         line = one_error_line(err)
         assert f"history: {location} is not a convbench history database (" in line
         assert line.endswith("`python cli.py history rebuild` recreates it from the run files")
@@ -255,11 +297,11 @@ def test_an_unreadable_run_file_is_skipped_and_named(capsys, three_runs, locatio
     broken = three_runs / "run1" / "results.json"
     broken.write_text(broken.read_text()[:200])
     code, out, err = run_cli(capsys, "history", "import", str(three_runs), "--history", str(location))
-    assert code == 1
+    assert code == 3
     assert "2 run(s) added" in out
     assert len(err.strip().splitlines()) == 1 and err.startswith(f"skipped {broken}: {broken} is truncated"), err
     code, out, err = run_cli(capsys, "history", "import", str(three_runs / "nowhere"), "--history", str(location))
-    assert code == 1 and err.strip() == f"no such file or folder: {three_runs / 'nowhere'}"
+    assert code == 3 and err.strip() == f"no such file or folder: {three_runs / 'nowhere'}"
 
 
 def test_nothing_here_changes_a_run_file(capsys, three_runs, location, tmp_path):
@@ -358,7 +400,7 @@ def test_a_database_of_another_version_asks_to_be_rebuilt(capsys, three_runs, lo
     with duckdb.connect(str(location)) as connection:  # as if Config.key() had gained a field since
         connection.execute("UPDATE convbench_history SET value = '[]' WHERE key = 'config_key_format'")
     code, out, err = run_cli(capsys, "history", "show", "--history", str(location))
-    assert code == 1
+    assert code == 3
     assert one_error_line(err) == (f"error: history: {location} was written by another version of convbench (its "
                                    "configurations are keyed by other fields); `python cli.py history rebuild` "
                                    "recreates it from the run files")

@@ -17,7 +17,7 @@ import cli
 from bench.config import Config
 from bench.record import Result, Run
 from reports.history import History
-from reports.history_trend import (
+from reports.history.trend import (
     METRICS,
     SIGNIFICANCE,
     check_trend,

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from reports.compare import DEFAULT_THRESHOLD
-from reports.history import Point, Series, iso_utc
+from reports.history.queries import Point, Series, iso_utc
 
 # Lengths of the recent segment tried; a single run is never a verdict (see the module docstring).
 RECENT_RUNS: tuple[int, ...] = (2, 3, 4, 5)

@@ -15,8 +15,8 @@ from tabulate import tabulate
 from bench.record import Run
 from reports import _format
 from reports.compare import DEFAULT_THRESHOLD
-from reports.history import Filters, History, Series, Trend, config_key, machine_of
-from reports.history_trend import (
+from reports.history import AddOutcome, Filters, History, Series, Trend, config_key, machine_of
+from reports.history.trend import (
     FAMILY_SIGNIFICANCE,
     METRICS,
     MIN_WINDOW_RUNS,
@@ -31,6 +31,39 @@ from reports.history_trend import (
 )
 
 _VERDICT_STYLES = {"slower": "bold red", "faster": "green", "no change": "", "not enough history": "yellow"}
+
+
+def add_finished_run(results_file: Path, history: History) -> str | None:
+    """Add a finished (or stopped) run to ``history``; returns the warning line when it could not be added. The run
+    is safe in its file whatever happens here, so a broken history costs a warning, never the run."""
+    if not results_file.exists():
+        return None
+    try:
+        outcome = history.add_paths([results_file.parent])
+    except Exception as error:  # whatever went wrong with the history, the run and its exit code stand
+        return f"warning: the run was not added to the run history: {str(error).removeprefix('history: ')}"
+    if outcome.skipped:
+        return f"warning: the run was not added to the run history: {outcome.skipped[0][1]}"
+    return None
+
+
+def outcome_lines(outcome: AddOutcome, history: History) -> tuple[list[str], list[str]]:
+    """What ``history import`` or ``rebuild`` did: a line of counts (stdout), a line per input that could not be
+    used (stderr)."""
+    runs, results = history.counts()
+    counts = [f"history {history.location}: {outcome.added} run(s) added, {outcome.updated} updated, "
+              f"{outcome.unchanged} already there; it holds {runs} runs, {results} results"]
+    problems = ([f"skipped {path}: {reason}" for path, reason in outcome.skipped]
+                + [f"no such file or folder: {path}" for path in outcome.missing]
+                + [f"no run file (results.json) in {path}" for path in outcome.empty]
+                + ([f"the unreadable database file was moved to {outcome.moved_aside}"]
+                   if outcome.moved_aside is not None else []))
+    return counts, problems
+
+
+def nothing_recorded_line(history: History) -> str:
+    return (f"history: nothing recorded in {history.location} yet; bench adds every run it makes, and "
+            "`python cli.py history import RUN_FOLDER...` adds earlier ones")
 
 
 def method_text(metric: Metric, threshold: float) -> str:
