@@ -21,10 +21,14 @@ falls on both alike.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from bench.config import Config
+from bench.errors import UsageError
 from bench.record import Result, Run
+from reports.history.machine import machine_of
 
 SIGNIFICANCE = 0.01
 # A verdict needs sample sizes whose smallest possible p-value is at most SIGNIFICANCE / REACH_MARGIN.
@@ -35,7 +39,7 @@ DEFAULT_THRESHOLD = 0.05
 VERDICTS: tuple[str, ...] = ("slower", "faster", "same", "inconclusive")
 
 
-class ComparisonError(ValueError):
+class ComparisonError(UsageError):
     """Two runs that cannot be compared."""
 
 
@@ -79,6 +83,8 @@ class Comparison:
     only_in_base: list[Config] = field(default_factory=list)
     only_in_new: list[Config] = field(default_factory=list)
     failed_in_new: list[Result] = field(default_factory=list)
+    # How the two runs' setups differ (machine, GPU, framework versions): a change may be theirs, not the code's.
+    setup_differences: list[str] = field(default_factory=list)
 
     def with_verdict(self, verdict: str) -> list[ConfigComparison]:
         return [pair for pair in self.compared if pair.difference.verdict == verdict]
@@ -86,6 +92,22 @@ class Comparison:
     @property
     def has_regression(self) -> bool:
         return bool(self.with_verdict("slower") or self.failed_in_new)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every verdict with its figures and reason, the tally and what only one run measured, for scripts."""
+        return {
+            "threshold": self.threshold,
+            "separate_sessions": self.separate_sessions,
+            "has_regression": self.has_regression,
+            "tally": {verdict: len(self.with_verdict(verdict)) for verdict in VERDICTS},
+            "setup_differences": list(self.setup_differences),
+            "compared": [{"configuration": pair.config.label(), "config": pair.config.to_dict(),
+                          **asdict(pair.difference)} for pair in self.compared],
+            "only_in_base": [config.to_dict() for config in self.only_in_base],
+            "only_in_new": [config.to_dict() for config in self.only_in_new],
+            "failed_in_new": [{"configuration": result.config.label(), "config": result.config.to_dict(),
+                               "reason": result.reason} for result in self.failed_in_new],
+        }
 
 
 def smallest_p(n_base: int, n_new: int) -> float:
@@ -184,7 +206,26 @@ def compare_runs(base: Run, new: Run, threshold: float = DEFAULT_THRESHOLD, *,
         only_in_base=[result.config for key, result in base_ok.items() if key not in new_ok],
         only_in_new=[result.config for key, result in new_ok.items() if key not in base_ok],
         failed_in_new=failed_in_new,
+        setup_differences=setup_differences(base, new, [new_ok[key].config for key in common]),
     )
+
+
+def setup_differences(base: Run, new: Run, configs: Sequence[Config]) -> list[str]:
+    """What differs between the setups the two runs measured ``configs`` on: the machine of each device (CPU model,
+    cores, threads, memory; the GPU: the history's fingerprint, so both keep machines apart alike), and the
+    versions of the frameworks; empty when nothing does."""
+    differences = []
+    for device in dict.fromkeys(config.device for config in configs):
+        before, after = machine_of(base.environment, device), machine_of(new.environment, device)
+        if before.key != after.key:
+            differences.append(f"machine on {device}: {before.name} against {after.name}")
+    for framework in dict.fromkeys(config.framework for config in configs):
+        versions = [((run.environment.get("frameworks") or {}).get(framework) or {}).get("version")
+                    for run in (base, new)]
+        if versions[0] != versions[1]:
+            differences.append(f"{framework} {versions[0] or 'version not recorded'} against "
+                               f"{versions[1] or 'version not recorded'}")
+    return differences
 
 
 def _measured_by_key(run: Run) -> dict[tuple, Result]:
