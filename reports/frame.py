@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +55,30 @@ def runs_frame(runs: Sequence[Run], with_run_column: bool = True) -> pd.DataFram
 
 
 def result_row(result: Result) -> dict[str, Any]:
-    """One configuration as a flat dict, in the frame's column order."""
-    row: dict[str, Any] = {**asdict(result.config), "status": result.status, "reason": result.reason,
-                           "partial": result.partial}
-    row.update(result.derived.columns())
-    row.update(
-        first_step_ms=result.first_step_ms,
-        peak_memory_bytes=result.peak_memory_bytes,
-        burn_in_peak_memory_bytes=result.burn_in_peak_memory_bytes,
-        capped=result.capped,
-        macs_per_image=result.macs_per_image,
-        flops_per_step=result.flops_per_step,
-        peak_gflops_per_s=result.peak_gflops_per_s,
-        settings=json.dumps(result.settings, sort_keys=True),
-        process_sample_counts=list(result.process_sample_counts),
-        samples_ms=list(result.samples_ms),
-    )
+    """One configuration as a flat dict, in the frame's column order: the configuration's fields, status, reason and
+    partial, every derived figure, then what was measured, the raw sample lists last. The columns follow the types
+    of ``Config``, ``Result`` and ``Derived``, so a field added to any of them is a column with no edit here."""
+    row: dict[str, Any] = {**result.config.to_dict(), **{name: getattr(result, name) for name in _LEADING},
+                           **result.derived.columns()}
+    measured = [name for name in _RESULT_FIELDS if name not in _LEADING]
+    for name in sorted(measured, key=lambda name: name in _SAMPLE_LISTS):  # the long lists last
+        row[name] = _cell(getattr(result, name))
     return row
+
+
+_LEADING = ("status", "reason", "partial")
+_RESULT_FIELDS = tuple(f.name for f in fields(Result) if f.name != "config")
+_SAMPLE_LISTS = frozenset(name for name in _RESULT_FIELDS if name.endswith("samples_ms")
+                          or name == "process_sample_counts")
+
+
+def _cell(value: Any) -> Any:
+    """A stored value as a frame holds it: settings as JSON text, sample tuples as lists."""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, tuple):
+        return [_cell(item) for item in value]
+    return value
 
 
 def frame_text(frame: pd.DataFrame, export_format: str) -> str:

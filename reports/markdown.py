@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from bench.engines import ENGINES
 from bench.modes import MODES
 from bench.record import Derived, Run
 from bench.stats import NOISY_IQR_RATIO
@@ -214,16 +215,20 @@ def _methodology_section(runs: Sequence[Run]) -> str:
         configured = sorted({result.config.threads for result in run.results if result.config.threads is not None})
         threads = ", ".join(map(str, configured)) or str(run.environment.get("threads", "the framework default"))
         thread_lines.append(f"- {label}: {threads}" if len(runs) > 1 else f"Threads per worker: {threads}.")
+    engines = [ENGINES[name] for name in dict.fromkeys(result.config.framework for result in results)
+               if name in ENGINES]
+    compilers = ", ".join(f"`{engine.compile}` for {engine.name}" for engine in engines)
+    synchronisations = ", ".join(f"`{engine.synchronize}` for {engine.name}" for engine in engines)
     parts = [
         "## Methodology",
         "Each configuration runs in a fresh worker process, so frameworks never share a process, and thread "
-        "counts and TensorFlow's memory growth are set before the framework initialises.",
-        "Burn-in covers autotuning and compilation (cuDNN, `torch.compile`, XLA); its first step is reported "
-        "separately as *first step*. The timed protocol:",
+        "counts and GPU memory growth are set before the framework initialises.",
+        f"Burn-in covers autotuning and compilation (cuDNN; with --compile, {compilers}); its first step is "
+        "reported separately as *first step*. The timed protocol:",
         "\n".join(protocol_lines),
-        "Every timed step ends with a synchronisation with the device (`torch.cuda.synchronize()` for torch, "
-        "`tf.test.experimental.sync_devices()` for TensorFlow) before the clock stops, so a sample covers the "
-        "device's work and not only its launch. Inputs are already on the device and of fixed shape.",
+        f"Every timed step ends with a synchronisation with the device ({synchronisations}) before the clock "
+        "stops, so a sample covers the device's work and not only its launch. Inputs are already on the device and "
+        "of fixed shape.",
         "What each mode's timed step contains:",
         "\n".join(mode_lines),
         "Peak memory is the device's allocator peak on a GPU and the worker process's peak resident memory (its "

@@ -91,12 +91,11 @@ LEGEND = (
     "Data parallel: each replica takes the batch size shown in the results, so the global batch grows with the "
     "replicas (weak scaling). step ms: median over steps of each step's time on its slowest rank. efficiency: "
     "images/s over replicas x images/s of the 1-replica configuration in the same run (n/a: the run has none for "
-    "that series; nothing is extrapolated). no-sync ms: the same step "
-    "without gradient exchange (torch: under DDP.no_sync(); TensorFlow: a non-distributed copy in every worker), "
-    "run on every replica at once; exchange = 1 - no-sync / step, the share of a step spent exchanging "
-    "gradients. all-reduce GB/s: bus bandwidth of an all-reduce of the gradients' size with the engine's own "
-    "collective, S / t x 2(n-1)/n as nccl-tests define it; - with one rank, where nothing moves. rank p50/p95: "
-    "percentiles of the ranks' own median step times."
+    "that series; nothing is extrapolated). no-sync ms: the same step without gradient exchange (each result's "
+    "settings say how its engine runs it), on every replica at once; exchange = 1 - no-sync / step, the share of "
+    "a step spent exchanging gradients. all-reduce GB/s: bus bandwidth of an all-reduce of the gradients' size with "
+    "the engine's own collective, S / t x 2(n-1)/n as nccl-tests define it; - with one rank, where nothing moves. "
+    "rank p50/p95: percentiles of the ranks' own median step times."
 )
 
 
