@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -90,9 +91,10 @@ def published_product(gpu_name: str | None) -> Product | None:
 def device_identity(device: str, environment: dict | None = None) -> dict:
     """What the cache and the report name a device by: the CPU model, or the GPU's name and compute capability.
 
-    A GPU's identity comes from the run's environment when its workers recorded it, else from a worker of each
-    installed engine in turn, until one sees the GPU. A framework that cannot use the device says why
-    (``unusable``), so that no second worker is started to find it out again.
+    A GPU's identity comes from the run's environment when its workers recorded it, else from a worker of every
+    installed engine, all asked at once (each spends seconds importing its framework): the first, in the table's
+    order, that sees the GPU names it. A framework that cannot use the device says why (``unusable``), so that no
+    second worker is started to find it out again.
     """
     kind, _ = parse_device(device)
     if kind == "cpu":
@@ -101,8 +103,11 @@ def device_identity(device: str, environment: dict | None = None) -> dict:
     if recorded.get("gpu_name") and recorded.get("gpu_capability"):
         return {"kind": "cuda", "model": recorded["gpu_name"], "capability": recorded["gpu_capability"]}
     unusable = {}
-    for framework in installed_engines():
-        lines = _run_worker(["--identify", "--worker", framework, "--device", device], timeout_s=120)
+    engines = installed_engines()
+    with ThreadPoolExecutor(max_workers=max(1, len(engines))) as pool:
+        answers = pool.map(lambda framework: _run_worker(["--identify", "--worker", framework, "--device", device],
+                                                         timeout_s=120), engines)
+    for framework, lines in zip(engines, answers, strict=True):
         if lines and "gpu_name" in lines[0]:
             return {"kind": "cuda", "model": lines[0]["gpu_name"], "capability": lines[0]["gpu_capability"]}
         if lines and "skip" in lines[0]:

@@ -237,7 +237,7 @@ def _measured_by_key(run: Run) -> dict[tuple, Result]:
         if key in measured:
             raise ComparisonError(
                 f"{_name(run)} measured {result.config.label()} twice (settings outside Config.key() differ, "
-                "such as threads or iterations); compare runs with one result per configuration"
+                "such as iterations or repeats); compare runs with one result per configuration"
             )
         measured[key] = result
     return measured

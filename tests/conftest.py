@@ -28,7 +28,8 @@ def pytest_addoption(parser):
                     help="timed rounds per step in tests/benchmarks (3 keeps CI quick; use 30+ for a baseline)")
     group.addoption("--step-batch", type=int, default=2, help="batch size of the steps in tests/benchmarks")
     group.addoption("--step-models", default="quick",
-                    help="models of the steps in tests/benchmarks: quick (default: up to 2 GMAC/image), all, or names")
+                    help="models of the steps in tests/benchmarks: quick (default: the fewest, cheapest models that "
+                         "hold every kind of layer of the zoo), all, or names")
 
 
 def pytest_collection_modifyitems(config, items):

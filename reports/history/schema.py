@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import types
 import typing
@@ -11,7 +12,8 @@ from typing import Any
 from bench.config import Config
 from bench.record import Derived, Result
 
-# Bumped whenever a column or its type changes: a database of another schema asks to be rebuilt, never guessed at.
+# Bumped when what the tables mean changes; a change of the columns themselves (a field added to Config, Result or
+# Derived) is caught by their fingerprint, below. Either way a database of another version asks to be rebuilt.
 SCHEMA = 2
 FORMAT = "convbench run history"
 
@@ -91,3 +93,5 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("machine_id", "VARCHAR"), ("machine", "VARCHAR"), ("framework_version", "VARCHAR"),
     *CONFIG_COLUMNS, *MEASURED_COLUMNS,
 )
+# What a database's columns were, kept in it: a field added since makes it ask to be rebuilt, with no edit here.
+COLUMNS_FINGERPRINT = hashlib.sha256(json.dumps([RUN_COLUMNS, RESULT_COLUMNS]).encode()).hexdigest()[:16]

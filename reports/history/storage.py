@@ -13,7 +13,14 @@ from bench.errors import EnvironmentProblem
 from bench.record import Run
 from reports.history.ingest import AddOutcome, RunRows, read_paths, run_rows
 from reports.history.queries import Filters, Series, Trend, read_series, read_trends
-from reports.history.schema import CONFIG_KEY_FORMAT, FORMAT, RESULT_COLUMNS, RUN_COLUMNS, SCHEMA
+from reports.history.schema import (
+    COLUMNS_FINGERPRINT,
+    CONFIG_KEY_FORMAT,
+    FORMAT,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    SCHEMA,
+)
 
 if TYPE_CHECKING:  # duckdb and filelock are imported when the history is opened, so other commands stay quick
     import duckdb
@@ -341,12 +348,16 @@ class History:
                                                   f"{SCHEMA}"))
         elif stored.get("config_key_format") != CONFIG_KEY_FORMAT:
             raise HistoryFileError(self._outdated("its configurations are keyed by other fields"))
+        elif stored.get("columns") != COLUMNS_FINGERPRINT:
+            raise HistoryFileError(self._outdated("its columns are not this version's: a field was added or "
+                                                  "changed since"))
 
     @staticmethod
     def _create_tables(connection: duckdb.DuckDBPyConnection) -> None:
         connection.execute("CREATE TABLE convbench_history (key VARCHAR PRIMARY KEY, value VARCHAR)")
         connection.execute("INSERT INTO convbench_history VALUES ('format', ?), ('schema', ?), "
-                           "('config_key_format', ?)", [FORMAT, str(SCHEMA), CONFIG_KEY_FORMAT])
+                           "('config_key_format', ?), ('columns', ?)",
+                           [FORMAT, str(SCHEMA), CONFIG_KEY_FORMAT, COLUMNS_FINGERPRINT])
         connection.execute(f"CREATE TABLE runs ({', '.join(f'{name} {kind}' for name, kind in RUN_COLUMNS)})")
         connection.execute(f"CREATE TABLE results ({', '.join(f'{name} {kind}' for name, kind in RESULT_COLUMNS)}, "
                            "PRIMARY KEY (run_id, position))")

@@ -1,5 +1,5 @@
-"""The README's regression gate over pytest-benchmark: a step made slower is called slower by ``compare`` on the files
-pytest-benchmark saved (a check that cannot fail is worthless)."""
+"""The regression gate over pytest-benchmark (docs/comparing.md): a step made slower is called slower by ``compare``
+on the files pytest-benchmark saved (a check that cannot fail is worthless)."""
 
 import os
 import subprocess

@@ -3,7 +3,7 @@
 Each case records its configuration in ``extra_info`` (model, framework, device, mode, batch_size, and the
 framework's version), so that ``python cli.py compare`` reads the saved files (``--benchmark-save-data``) and gives
 them its verdicts: several pytest processes a side saved into one folder each, then
-``python cli.py compare BASE_FOLDER NEW_FOLDER --fail-on-regression`` (the README's recipe).
+``python cli.py compare BASE_FOLDER NEW_FOLDER --fail-on-regression`` (the recipe in docs/comparing.md).
 
 Run one framework per invocation (``-m torch`` / ``-m tf``) to keep the two frameworks out of each other's process
 while timing. Every round is one step followed by a device synchronisation.

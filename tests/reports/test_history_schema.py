@@ -81,3 +81,12 @@ def test_a_database_of_another_schema_asks_to_be_rebuilt(capsys, tmp_path):
     assert capsys.readouterr().err == (
         f"error: history: {location} was written by another version of convbench (schema 1; this version reads "
         f"schema {SCHEMA}); `python cli.py history rebuild` recreates it from the run files\n")
+
+
+def test_a_database_written_before_a_field_was_added_asks_to_be_rebuilt(capsys, tmp_path):
+    location = tmp_path / "history.duckdb"
+    History(location).add([Run(environment=ENVIRONMENT, results=[data_parallel_result()])])
+    with duckdb.connect(str(location)) as connection:  # as if Config, Result or Derived had gained a field since
+        connection.execute("UPDATE convbench_history SET value = 'older' WHERE key = 'columns'")
+    assert cli.main(["history", "show", "--history", str(location)]) == 3
+    assert "its columns are not this version's: a field was added or changed since" in capsys.readouterr().err
