@@ -1,5 +1,5 @@
-"""Command line: ``convbench`` (or ``python cli.py``) list | verify | bench | peak | gpu-check | show | report |
-export | compare | interleave | history.
+"""Command line: ``convbench`` (or ``python cli.py``) list | verify | bench | peak | gpu-check | fidelity | show |
+report | export | compare | interleave | history.
 
 A thin layer over ``zoo``, ``bench`` and ``reports``: it parses, calls, prints and maps each outcome to an exit code.
 Every error is one line on stderr; ``--debug`` shows the traceback as well.
@@ -331,6 +331,38 @@ def peak(
         raise EnvironmentProblem("no peak could be measured on " + ", ".join(devices))
 
 
+@app.command()
+def fidelity(
+    frameworks: FrameworksOption = None,
+    threads: ThreadsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Time the same forward step with the harness and with each framework's own reference timer, interleaved in one
+    process per framework (AlexNet at batch 8, LeNet at batch 1), and say whether their median per-call times agree
+    within each case's target.
+
+    Exit code: 0; 1 when a case is outside its target or a framework's worker failed; 2 for bad input; 3 when a
+    framework asked for is not installed.
+    """
+    from bench.engines import installed_engines
+    from bench.environment import available_cpus
+    from bench.fidelity import ROUNDS, measure
+
+    chosen = plan.engines(frameworks) if frameworks is not None else installed_engines()
+    plan.require_installed(chosen)
+    rows, failures = measure(chosen, threads or available_cpus())
+    if as_json:
+        _print_json({"threads": threads or available_cpus(), "rounds": ROUNDS, "cases": rows, "failures": failures})
+    else:
+        from reports.table import fidelity_table
+
+        console.print(fidelity_table(rows, threads or available_cpus(), ROUNDS))
+    for line in failures:
+        _say(line, to_errors=True)
+    if failures or not all(row["within_target"] for row in rows):
+        raise typer.Exit(ExitCode.FAILED)
+
+
 @app.command("gpu-check")
 def gpu_check(
     out: Annotated[Path, typer.Option(help="Folder for results.json, report.md, peak.json and gpu-tests.txt.")],
@@ -528,7 +560,7 @@ def interleave(
     threads: ThreadsOption = None,
     timeout: TimeoutOption = 900.0,
     peak: PeakOption = False,
-    repeats: Annotated[int, typer.Option(help="Worker processes per configuration and side (7 or more: with fewer, "
+    repeats: Annotated[int, typer.Option(help="Worker processes per configuration and side (6 or more: with fewer, "
                                          "no difference can reach significance with room to spare).")] = 7,
     threshold: ThresholdOption = "5%",
     fail_on_regression: Annotated[bool, typer.Option(

@@ -1,4 +1,4 @@
-"""Does the harness measure what a reference timer measures? ``python -m bench.fidelity``
+"""Does the harness measure what a reference timer measures? ``python cli.py fidelity`` (this module is its worker).
 
 For each case the harness's forward step and timing loop run interleaved with a reference in the same process: the
 framework's own way of timing the same network on the same input (each backend's ``reference_timer``: for torch
@@ -19,8 +19,8 @@ import sys
 
 from bench.child import set_threads
 from bench.config import Config
-from bench.engines import installed_engines, load_backend
-from bench.environment import available_cpus
+from bench.engines import load_backend
+from bench.environment import PROJECT_ROOT, available_cpus
 from bench.timing import time_step
 
 CASES = (("alexnet", 8, 0.03), ("lenet", 1, 0.05))  # model, batch, allowed |ratio - 1|
@@ -65,35 +65,39 @@ def _worker(framework: str, threads: int) -> None:
                           **figures}), flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=available_cpus())
-    parser.add_argument("--frameworks", default=",".join(installed_engines()))
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        _worker(args.worker, args.threads)
-        return 0
-
-    rows = []
-    for framework in args.frameworks.split(","):
+def measure(frameworks: list[str], threads: int) -> tuple[list[dict], list[str]]:
+    """Every case of every framework, each framework in a worker process of its own: a row per case (harness and
+    reference medians, their ratio, the target and whether it is met), and a line per framework whose worker
+    failed."""
+    rows, failures = [], []
+    for framework in frameworks:
         completed = subprocess.run(
-            [sys.executable, "-m", "bench.fidelity", "--worker", framework, "--threads", str(args.threads)],
+            [sys.executable, "-m", "bench.fidelity", "--worker", framework, "--threads", str(threads)],
             capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
         if completed.returncode != 0:
-            print(f"{framework}: fidelity worker failed: {completed.stderr.strip().splitlines()[-1:]}",
-                  file=sys.stderr)
+            failures.append(f"{framework}: fidelity worker failed: "
+                            f"{(completed.stderr.strip().splitlines() or ['no output'])[-1]}")
             continue
-        rows.extend(json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{"))
+        for line in completed.stdout.splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                row["ratio"] = row["harness_ms"] / row["reference_ms"]
+                row["within_target"] = abs(row["ratio"] - 1) <= row["tolerance"]
+                rows.append(row)
+    return rows, failures
 
-    print(f"threads: {args.threads}; {ROUNDS} interleaved rounds; median ms per call")
-    print(f"{'framework':<10}{'model':<10}{'batch':>6}{'harness':>12}{'reference':>12}{'ratio':>8}  target  verdict")
-    for row in rows:
-        ratio = row["harness_ms"] / row["reference_ms"]
-        verdict = "within" if abs(ratio - 1) <= row["tolerance"] else "OUTSIDE"
-        print(f"{row['framework']:<10}{row['model']:<10}{row['batch']:>6}{row['harness_ms']:>12.4f}"
-              f"{row['reference_ms']:>12.4f}{ratio:>8.3f}  ±{row['tolerance']:.0%}   {verdict} ({row['reference']})")
+
+def main(argv: list[str] | None = None) -> int:
+    """The worker of one framework (``--worker``); without it, the command ``python cli.py fidelity``."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if "--worker" not in arguments:
+        os.execv(sys.executable, [sys.executable, str(PROJECT_ROOT / "cli.py"), "fidelity", *arguments])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=available_cpus())
+    parser.add_argument("--worker", required=True)
+    args = parser.parse_args(arguments)
+    _worker(args.worker, args.threads)
     return 0
 
 

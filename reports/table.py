@@ -212,3 +212,21 @@ def peak_table(entry: dict) -> Table:
             row.append(_format.rate(published[precision] * 1e3) if precision in published else "")
         table.add_row(*row)
     return table
+
+
+def fidelity_table(rows: Sequence[dict], threads: int, rounds: int) -> Table:
+    """``fidelity``: per framework and case, the harness's and the reference's median ms per call, their ratio
+    against the case's target; the reference timers in the caption."""
+    timers = "; ".join(f"{framework}: {timer}" for framework, timer in
+                       dict.fromkeys((row["framework"], row["reference"]) for row in rows))
+    table = Table(title=f"Harness against each framework's own timer: median ms per call, {rounds} interleaved "
+                  f"rounds, {threads} threads", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=f"reference timers: {timers}", caption_justify="left")
+    for column in ("framework", "model", "batch", "harness", "reference", "ratio", "target", "verdict"):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("framework", "model", "target",
+                                                                            "verdict") else "right")
+    for row in rows:
+        table.add_row(row["framework"], row["model"], str(row["batch"]), _format.milliseconds(row["harness_ms"]),
+                      _format.milliseconds(row["reference_ms"]), f"{row['ratio']:.3f}", f"±{row['tolerance']:.0%}",
+                      Text("within", style="green") if row["within_target"] else Text("OUTSIDE", style="red"))
+    return table
