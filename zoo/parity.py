@@ -11,11 +11,11 @@ BatchNorm's scale, shift and running statistics are randomised before the transf
 it the identity in inference mode, so a transfer that lost or swapped them would go unnoticed.
 
 The proof runs in float64 in both frameworks. In float32, a piecewise-linear network has activations within
-rounding of a ReLU's kink or a max-pool tie, which the two frameworks may route differently: on an AVX2-only
-EPYC, alexnet-2012's conv2 gradient differed by 3.7e-3 of its largest value while every other layer agreed to
-2e-6, and the same happens after a training step on AlexNet. That says nothing about whether the networks are
-the same; in float64 such coincidences need an activation within 1e-16 of a kink, and the comparison measures
-the definitions, not the luck of rounding. The logits are also compared in float32, the precision benchmarked.
+rounding of a ReLU's kink or a max-pool tie, which the two frameworks may route differently, so that one layer's
+gradient differs by thousandths while every other agrees to millionths (docs/equivalence.md has the figures).
+That says nothing about whether the networks are the same; in float64 such coincidences need an activation within
+1e-16 of a kink, and the comparison measures the definitions, not the luck of rounding. The logits are also compared
+in float32, the precision benchmarked.
 
 ``TRANSFERS`` lists the pairs of frameworks proven this way; ``verify_model`` proves every pair that is installed,
 and counts every installed build against the spec.
@@ -36,10 +36,10 @@ import numpy as np
 # to 25,088 terms (a convolution's weight gradient, a BatchNorm's batch statistics at 2 x 112 x 112) in different
 # orders with different algorithms (oneDNN vs Eigen) and chain them through some fifty layers with weights (the
 # longest path through ResNet-50 or GoogLeNet).
-# The worst measured over the eight models is 7.0e-13 (ResNet-50, a BatchNorm scale's gradient in training mode;
-# README). 1e-10 leaves a margin of over 100 for other CPUs and batch sizes and still fails on any real mismatch:
-# a wrong flatten order, LRN constant, padding, stride, pooling mode or BatchNorm epsilon gives 1e-3 up to order 1
-# (the float32 logits alone move by 4e-3 to 6e-2), and tests show each.
+# 1e-10 leaves a margin of over a hundred above the worst difference measured over the eight models (the table in
+# docs/equivalence.md) for other CPUs and batch sizes, and still fails on any real mismatch: a wrong flatten order,
+# LRN constant, padding, stride, pooling mode or BatchNorm epsilon moves even the float32 logits by thousandths or
+# more, and tests show each.
 LOGITS_RTOL = 1e-10
 GRADS_RTOL = 1e-10
 STATISTICS_RTOL = 1e-10
