@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,7 @@ from bench.engines import get_engine
 from bench.launchers import Cluster, ClusterError, RankLauncher, port_is_free
 from bench.protocol import ALLREDUCE, NO_SYNC, TIMED, Message, Progress
 from bench.record import Result, config_counts
-from bench.supervisor import ChildReports, Ending, Interrupted, supervise
+from bench.supervisor import ChildReports, Ending, Interrupted, exit_reason, supervise
 
 RANK_PROGRAM: tuple[str, ...] = ("-m", "bench.rank")
 PORT_ATTEMPTS = 3  # a port chosen free can be taken before the launcher binds it: choose again
@@ -153,6 +154,12 @@ def _failure(config: Config, reports: ChildReports, ending: Ending, launcher: Ra
                 if report.outcome is not None and report.outcome.status == "failed"}
     for rank, how in launcher.rank_failures(ending).items():
         failures.setdefault(rank, how)
+    # Once one rank has failed, the others are ended with SIGTERM (by its launcher, or here): the reason names
+    # the ranks that failed first, not those ended because of them.
+    ended_by_others = {exit_reason(128 + signal.SIGTERM), exit_reason(-signal.SIGTERM)}
+    ended_after = {rank for rank, how in failures.items() if how in ended_by_others}
+    if ended_after and len(ended_after) < len(failures):
+        failures = {rank: how for rank, how in failures.items() if rank not in ended_after}
     if failures:
         return "; ".join(f"rank {rank}: {how}" for rank, how in sorted(failures.items()))
     if ending.failed or not reports.by_rank or any(report.outcome is None for report in reports.by_rank.values()):
