@@ -300,6 +300,72 @@ def _take_part(chosen: plan.BenchPlan, timeout: float, threads: int | None) -> N
 
 
 @app.command()
+def explain(
+    models: ModelsArgument = None,
+    frameworks: FrameworksOption = "torch,tf",
+    device: DeviceOption = "cpu",
+    modes: ModesOption = "forward",
+    batch_size: BatchOption = "32",
+    warmup: WarmupOption = 5,
+    iters: ItersOption = 30,
+    max_time: MaxTimeOption = 10.0,
+    precision: PrecisionOption = "fp32",
+    compile_: CompileOption = False,
+    channels_last: ChannelsLastOption = False,
+    threads: ThreadsOption = None,
+    timeout: TimeoutOption = 900.0,
+    views: Annotated[str, typer.Option(help="Comma list of in-model (the framework's profiler over the step), "
+                                       "alone (each layer timed by itself).")] = "in-model,alone",
+    windows: Annotated[int, typer.Option(help="Single steps profiled; each layer's median is over them.")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Folder for explain.json and explain.md (default: runs/<UTC "
+                                             "timestamp>); a bench run's folder, and its report includes them.")
+                   ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Where each framework spends a step, layer by layer, the layers named by the model's spec in every framework:
+    in the model (the framework's own profiler over single steps after burn-in, with an explicit unattributed
+    remainder) and each layer alone; the ratio between frameworks per layer, and which layers explain how much of
+    the difference between their steps. Writes OUT/explain.json and OUT/explain.md with a stacked bar per framework.
+
+    Exit code: 0; 1 when a framework could not be explained (skipped or failed: its reason is printed); 2 for bad
+    input; 3 when an engine is not installed; 130 / 143 when stopped (what was explained is saved).
+    """
+    from bench import ledger
+    from bench.explain import EXPLAIN_FILE_NAME, explain_configs
+    from bench.explainer import ExplainOptions
+    from reports.explain import markdown_section, render_explanations
+
+    if not models:
+        raise UsageError("give the models to explain (names, comma lists, wildcards or 'all')")
+    chosen_views = tuple(view.replace("-", " ") for view in plan.choices(views, "views", ["in-model", "alone"]))
+    if windows < 1:
+        raise UsageError(f"--windows must be >= 1, received {windows}")
+    configs = plan.Grid(models, frameworks, device, modes, batch_size, precision, "steady", compile_, channels_last,
+                        threads, warmup, iters, max_time, 1, timeout).configs()
+    folder = plan.writable_folder(out if out is not None else plan.default_out())
+    options = ExplainOptions(views=tuple(view for view in ledger.VIEWS if view in chosen_views), windows=windows)
+    from bench.supervisor import interrupt_on_sigterm
+    from reports.live import LiveProgress
+
+    screen = errors if as_json else console
+    try:
+        with interrupt_on_sigterm(), LiveProgress(configs, screen) as progress:
+            explanations = explain_configs(configs, folder / EXPLAIN_FILE_NAME, options, timeout_s=timeout,
+                                           observer=progress)
+    except KeyboardInterrupt as stop:
+        raise _stopped(stop, f"what was explained is saved in {folder / EXPLAIN_FILE_NAME}") from None
+    (folder / "explain.md").write_text("# Where the time goes\n\n" + markdown_section(explanations, folder, "explain")
+                                       .removeprefix("## Where the time goes\n\n") + "\n")
+    if as_json:
+        _print_json({"explanations": [entry.to_dict() for entry in explanations]})
+    else:
+        render_explanations(explanations, console)
+        _say(f"ledger: {folder / EXPLAIN_FILE_NAME}\nreport: {folder / 'explain.md'}")
+    if any(entry.reasons for entry in explanations):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
 def peak(
     device: DeviceOption = "cpu",
     threads: ThreadsOption = None,

@@ -105,6 +105,23 @@ class Backend(Protocol):
     def is_out_of_memory(self, error: BaseException) -> bool:
         """Whether ``error`` is this framework's out-of-memory error."""
 
+    def device_busy(self, steps: int) -> float | None:
+        """On a GPU, the share of ``steps`` profiled steps of the prepared step the device spent running kernels
+        (their summed time over the steps' wall time); None on a CPU."""
+
+    # Explaining a step layer by layer (bench.explainer), after prepare():
+
+    def profile_layers(self, config: Config, windows: int) -> dict:
+        """Profile ``windows`` single steps of the prepared step with the framework's own profiler, each layer named
+        by the spec: ``kinds`` (spec name to kind), ``windows`` (per step, each layer's ms by pass), ``window_ms``
+        (each step's wall time), ``notes`` (a layer whose figure holds more or less than the layer), ``kernels``
+        (the ops or kernels each layer ran), ``profiler`` (what was used), ``launches_per_step`` and
+        ``device_busy`` (on a GPU; None elsewhere)."""
+
+    def layer_steps(self, config: Config) -> dict[str, Callable[[], object]]:
+        """Each spec layer alone at its in-model input shape, as a step: forward, and backward where the mode has
+        one."""
+
     def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
         """The framework's own way of timing the prepared forward step (``bench.fidelity`` holds the harness to it):
         a function taking a number of calls and giving each call's ms, and what it is."""

@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 PIPE_BUF = select.PIPE_BUF
-# The phases of a child's loops: burn-in, the timed step; a rank's no-sync ceiling and all-reduce after it.
-WARMUP, TIMED, NO_SYNC, ALLREDUCE = "warmup", "timed", "no-sync", "allreduce"
+# The phases of a child's loops: burn-in, the timed step; a rank's no-sync ceiling and all-reduce after it; an
+# explaining child's profiled steps and layers alone.
+WARMUP, TIMED, NO_SYNC, ALLREDUCE, PROFILED, ALONE = "warmup", "timed", "no-sync", "allreduce", "profiled", "alone"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Outcome:
     peak_memory_bytes: int | None = None
     burn_in_peak_memory_bytes: int | None = None
     allreduce_bytes: int | None = None
+    device_busy: float | None = None
     framework: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -98,8 +100,19 @@ class GatheredEnd:
     rank: int = 0
 
 
-Message = Progress | BurnIn | Joined | Outcome | Gathered | GatheredEnd
-MESSAGES: dict[str, type] = {kind.event: kind for kind in (Progress, BurnIn, Joined, Outcome, Gathered, GatheredEnd)}
+@dataclass(frozen=True)
+class Explained:
+    """Before its result, an explaining child's ledger of the step (``bench.ledger``: the step and every layer's
+    row). One child alone on its pipe sends it, so it may exceed ``PIPE_BUF``."""
+
+    event: ClassVar[str] = "explained"
+    ledger: dict[str, Any] = field(default_factory=dict)
+    rank: int = 0
+
+
+Message = Progress | BurnIn | Joined | Outcome | Gathered | GatheredEnd | Explained
+MESSAGES: dict[str, type] = {kind.event: kind for kind in (Progress, BurnIn, Joined, Outcome, Gathered, GatheredEnd,
+                                                            Explained)}
 
 
 def encode(message: Message) -> dict[str, Any]:

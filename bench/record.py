@@ -22,6 +22,7 @@ import zoo
 from bench.config import Config
 from bench.errors import EnvironmentProblem
 from bench.files import atomic_write_text
+from bench.ledger import HOST_BOUND_BELOW
 from bench.modes import FLOP_CONVENTION, MODES, step_flops
 from bench.stats import Summary, median_ci, summarize
 from bench.timing import TIMING_METHODS
@@ -46,7 +47,8 @@ class Derived:
     ``median_ci_basis``: one process's samples or the process medians), mean, std (n - 1), min, max, IQR, p5,
     p95; ``noisy`` when the IQR exceeds 10% of the median. Throughput over the global batch, achieved FLOP/s and
     MFU against the device's peak. Data parallel only: the spread of the ranks' medians, the no-sync ceiling,
-    the share of a step spent on gradient exchange, and the all-reduce's time and bus bandwidth.
+    the share of a step spent on gradient exchange, and the all-reduce's time and bus bandwidth. On a GPU,
+    ``host_bound`` when the device was busy for less than half of a profiled step.
     """
 
     n: int
@@ -75,6 +77,7 @@ class Derived:
     communication_share: float | None = None
     allreduce_median_ms: float | None = None
     allreduce_bus_gb_per_s: float | None = None
+    host_bound: bool | None = None
 
     def columns(self) -> dict[str, Any]:
         """The figures as flat columns: the interval split into ``median_ci_low_ms`` and ``median_ci_high_ms``."""
@@ -137,6 +140,9 @@ class Result:
     no_sync_samples_ms: tuple[float, ...] = ()
     allreduce_bytes: int | None = None
     allreduce_samples_ms: tuple[float, ...] = ()
+    # On a GPU: the share of a profiled step the device spent running kernels; below HOST_BOUND_BELOW the step is
+    # the host launching work, and its MFU says nothing about the device.
+    device_busy: float | None = None
     settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -198,7 +204,9 @@ class Result:
             process_spread=process_spread, mean_ms=summary.mean_ms, std_ms=summary.std_ms, min_ms=summary.min_ms,
             max_ms=summary.max_ms, iqr_ms=summary.iqr_ms, p5_ms=summary.p5_ms, p95_ms=summary.p95_ms,
             noisy=summary.noisy, global_batch=batch, images_per_s=batch / (median / 1e3), ms_per_image=median / batch,
-            gflops_per_s=gflops_per_s, mfu=mfu, **self._data_parallel(),
+            gflops_per_s=gflops_per_s, mfu=mfu,
+            host_bound=self.device_busy < HOST_BOUND_BELOW if self.device_busy is not None else None,
+            **self._data_parallel(),
         )
 
     def _data_parallel(self) -> dict[str, float]:

@@ -11,6 +11,7 @@ processes alternating (``bench.interleave``).
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -105,7 +106,7 @@ def worker_result(config: Config, reports: ChildReports, ending: Ending, timeout
                       partial=outcome.status != "ok" and bool(samples), samples_ms=samples,
                       first_step_ms=outcome.first_step_ms, peak_memory_bytes=outcome.peak_memory_bytes,
                       burn_in_peak_memory_bytes=outcome.burn_in_peak_memory_bytes, capped=outcome.capped,
-                      settings=dict(outcome.settings), **counts)
+                      device_busy=outcome.device_busy, settings=dict(outcome.settings), **counts)
     if ending.interrupted is not None:
         status, reason = "interrupted", f"interrupted by {ending.interrupted.signal_name} while this configuration ran"
     elif ending.timed_out:
@@ -139,6 +140,8 @@ def combine_processes(config: Config, processes: list[Result]) -> Result:
         burn_in_peak_memory_bytes=max((p.burn_in_peak_memory_bytes for p in processes
                                        if p.burn_in_peak_memory_bytes), default=None),
         settings=processes[0].settings or last.settings,
+        device_busy=statistics.median(busy) if (busy := [p.device_busy for p in processes
+                                                         if p.device_busy is not None]) else None,
     )
     if last.status == "ok" and len(processes) == config.repeats:
         return measured

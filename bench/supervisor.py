@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from bench.protocol import BurnIn, Gathered, GatheredEnd, Joined, Message, Outcome, Progress, decode
+from bench.protocol import BurnIn, Explained, Gathered, GatheredEnd, Joined, Message, Outcome, Progress, decode
 
 # How long children get, after SIGTERM, to send what they hold and end before they are killed.
 GRACE_S = 2.0
@@ -106,6 +106,7 @@ class ChildReport:
     outcome: Outcome | None = None
     gathered: dict[str, dict[int, list[float]]] = field(default_factory=dict)  # phase -> rank -> samples
     gathered_complete: bool = False
+    explained: dict[str, Any] | None = None  # an explaining child's ledger
 
 
 class ChildReports:
@@ -129,6 +130,8 @@ class ChildReports:
             report.gathered.setdefault(message.phase, {}).setdefault(message.of_rank, []).extend(message.samples)
         elif isinstance(message, GatheredEnd):
             report.gathered_complete = True
+        elif isinstance(message, Explained):
+            report.explained = message.ledger
 
     def ordered(self) -> list[ChildReport]:
         return [self.by_rank[rank] for rank in sorted(self.by_rank)]

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import gc
+import glob
+import json
+import os
+import shutil
+import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -11,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
+from bench import ledger as ld
 from bench.backend import (
     FP16_LOSS_SCALE,
     Skip,
@@ -22,6 +29,8 @@ from bench.backend import (
 )
 from bench.config import Config
 from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode
+from zoo import IMAGES
+from zoo.keras_common import PAD_SUFFIX
 
 _POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 _DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
@@ -305,6 +314,97 @@ class TFBackend:
     def is_out_of_memory(self, error: BaseException) -> bool:
         return isinstance(error, tf.errors.ResourceExhaustedError) or "out of memory" in str(error).lower()
 
+    # Explaining a step layer by layer (bench.explainer).
+
+    def profile_layers(self, config: Config, windows: int) -> dict:
+        """Profile ``windows`` single steps of the prepared step with TensorFlow's profiler, read back through the
+        profiler's own converter to its per-op statistics, whose op names carry the Keras layer scopes (under
+        ``gradient_tape/`` for the backward pass). Grappler fuses a convolution or dense layer with the bias and
+        activation after it into one kernel named after the last of them: its time is given to the convolution or
+        dense layer, and both rows say so. XLA's clusters span layers and are left unattributed."""
+        spec = zoo.get_spec(config.model)
+        kinds = {layer.name: layer.kind for layer in spec.layers}
+        found, window_ms, kernels, notes, busy = [], [], {}, {}, []
+        for _ in range(windows):
+            folder = tempfile.mkdtemp(prefix="convbench-tf-profile-")
+            try:
+                tf.profiler.experimental.start(folder)
+                start = time.perf_counter()
+                self._step()
+                self.synchronize()
+                window_ms.append((time.perf_counter() - start) * 1e3)
+                tf.profiler.experimental.stop()
+                rows = _op_statistics(folder)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            on_device = [row for row in rows if row["host_or_device"] == "Device"]
+            busy.append(sum(row["total_self_time"] for row in on_device) / 1e3 / window_ms[-1])
+            times: dict[str, dict[str, float]] = {}
+            for row in (on_device if self._on_gpu else rows):
+                if row["type"] == "IDLE":
+                    continue
+                scopes = row["operation"].split("/")
+                pass_ = ld.BACKWARD if scopes[0] == "gradient_tape" else ld.FORWARD
+                scopes = scopes[1:] if pass_ == ld.BACKWARD else scopes
+                layer, padding = ld.layer_of_scope(scopes[1], kinds) if len(scopes) > 2 else (None, False)
+                if layer is None:
+                    continue
+                if row["type"].startswith("_Fused"):
+                    fused_into = _fused_into(spec, layer)
+                    if fused_into != layer:
+                        notes[fused_into] = f"includes {layer}, fused into one {row['type']} kernel"
+                        notes[layer] = f"fused into {fused_into}'s {row['type']} kernel; its time is there"
+                        layer = fused_into
+                if padding:
+                    notes.setdefault(layer, "includes the padding its twin puts before it")
+                per_pass = times.setdefault(layer, {})
+                per_pass[pass_] = per_pass.get(pass_, 0.0) + row["total_self_time"] / 1e3
+                kernels.setdefault(layer, set()).add(row["type"])
+            found.append(times)
+        if config.compile:
+            notes = {name: "XLA: its compiled clusters span layers, so no layer is attributed" for name in kinds}
+            found = [{} for _ in found]
+        return {"kinds": kinds, "windows": found, "window_ms": window_ms, "notes": notes, "kernels": kernels,
+                "profiler": "tf.profiler, per-op statistics by Keras layer scope",
+                "launches_per_step": None, "device_busy": statistics.median(busy) if self._on_gpu else None}
+
+    def device_busy(self, steps: int) -> float | None:
+        if not self._on_gpu:
+            return None
+        folder = tempfile.mkdtemp(prefix="convbench-tf-profile-")
+        try:
+            tf.profiler.experimental.start(folder)
+            start = time.perf_counter()
+            for _ in range(steps):
+                self._step()
+            self.synchronize()
+            wall_ms = (time.perf_counter() - start) * 1e3
+            tf.profiler.experimental.stop()
+            rows = _op_statistics(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return sum(row["total_self_time"] for row in rows if row["host_or_device"] == "Device") / 1e3 / wall_ms
+
+    def layer_steps(self, config: Config) -> dict[str, Callable[[], object]]:
+        """Each spec layer alone (with the padding its twin puts before it), as a step of its own at its in-model
+        input shape, NHWC: its forward pass, and for a mode with a backward pass the gradients of the sum of its
+        output with respect to its weights and its input."""
+        spec = zoo.get_spec(config.model)
+        backward = get_mode(config.mode).backward
+        names = {layer.name for layer in self.model.layers}
+        steps = {}
+        for layer in spec.layers:
+            chain = [self.model.get_layer(name) for name in (layer.name + PAD_SUFFIX, layer.name) if name in names]
+            inputs = []
+            with tf.device(self._device_name):
+                for source in layer.inputs:
+                    shape = spec.input_shape if source == IMAGES else spec.layer(source).output_shape
+                    nhwc = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
+                    inputs.append(tf.random.normal((config.batch_size, *nhwc)))
+            watched = [value for value, source in zip(inputs, layer.inputs, strict=True) if source != IMAGES]
+            steps[layer.name] = _layer_function(chain, inputs, watched, backward, self._device_name)
+        return steps
+
     def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
         model, images = self.model, self.images
         bare = tf.function(lambda: model(images, training=False))  # its own tf.function of the same network
@@ -323,3 +423,55 @@ class TFBackend:
 
         return bare_round, "bare tf.function loop"
 
+
+
+def _layer_function(chain: list, inputs: list, watched: list, backward: bool, device_name: str):
+    """One layer (after its padding, if any) on fixed inputs as a traced function: forward, or forward and the
+    gradients of the sum of its output (returned, so that the graph keeps the backward pass)."""
+
+    def forward():
+        value = inputs if len(inputs) > 1 else inputs[0]
+        for layer in chain:
+            value = layer(value, training=backward)
+        return value
+
+    if not backward:
+        def run():
+            with tf.device(device_name):
+                return forward()
+    else:
+        variables = [variable for layer in chain for variable in layer.trainable_variables]
+
+        def run():
+            with tf.device(device_name), tf.GradientTape() as tape:
+                tape.watch(watched)
+                loss = tf.reduce_sum(tf.cast(forward(), tf.float32))
+            return tape.gradient(loss, [*watched, *variables])
+
+    return tf.function(run, reduce_retracing=False)
+
+
+def _fused_into(spec, layer: str) -> str:
+    """The convolution or dense layer a fused kernel named after ``layer`` (an activation or normalisation after
+    it) begins with; ``layer`` itself when none precedes it."""
+    current = spec.layer(layer)
+    while current.kind in ("relu", "bn"):
+        source = spec.input_of(current.name)
+        if source is None:
+            return layer
+        current = source
+    return current.name if current.kind in ("conv", "dense") else layer
+
+
+def _op_statistics(folder: str) -> list[dict]:
+    """The profiler's per-op statistics of the trace in ``folder``, through the converter TensorBoard's profile
+    plugin uses: a row per op (its name with layer scopes, type, host or device, total self time in us)."""
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    files = glob.glob(os.path.join(folder, "**", "*.xplane.pb"), recursive=True)
+    data, ok = _pywrap_profiler_plugin.xspace_to_tools_data(files, "framework_op_stats", {})
+    if not ok or not files:
+        raise RuntimeError(f"TensorFlow's profiler wrote no readable trace to {folder}")
+    table = json.loads(data)[0]
+    columns = [column["id"] for column in table["cols"]]
+    return [dict(zip(columns, (cell.get("v") for cell in row["c"]), strict=False)) for row in table["rows"]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
+from bench import ledger as ld
 from bench.backend import (
     FP16_LOSS_SCALE,
     Skip,
@@ -21,6 +24,8 @@ from bench.backend import (
 )
 from bench.config import Config
 from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode
+from zoo import IMAGES
+from zoo.torch_common import traced_layers
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -107,6 +112,7 @@ class TorchBackend:
             if dtype is not None
             else contextlib.nullcontext
         )
+        self._autocast = autocast
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
         scaler = torch.amp.GradScaler(kind, init_scale=FP16_LOSS_SCALE) if config.precision == "fp16" else None
 
@@ -270,6 +276,135 @@ class TorchBackend:
     def is_out_of_memory(self, error: BaseException) -> bool:
         return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
+    # Explaining a step layer by layer (bench.explainer).
+
+    def _spec_layers(self, spec) -> list[tuple[str, str, torch.nn.Module | None]]:
+        """Each spec layer of the prepared model, in the spec's order, with its kind and module (None for a function
+        such as a residual addition or a concatenation)."""
+        traced = traced_layers(self.model, spec.input_shape)
+        if len(traced) != len(spec.layers):
+            raise ValueError(f"{spec.name}: the torch model has {len(traced)} layers, the spec {len(spec.layers)}")
+        return [(layer.name, layer.kind, step.module) for layer, step in zip(spec.layers, traced, strict=True)]
+
+    def profile_layers(self, config: Config, windows: int) -> dict:
+        """Profile ``windows`` single steps of the prepared step with torch.profiler, every module layer of the spec
+        marked with a ``record_function`` range; a layer's forward time is its range, its backward time that of the
+        autograd functions whose sequence numbers its forward ops carry. A function layer (an addition, a
+        concatenation) has no module to mark, and torch.compile's kernels span layers: both are said in ``notes``,
+        their time left unattributed."""
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        spec = zoo.get_spec(config.model)
+        layers = self._spec_layers(spec)
+        notes = {name: "a function call, not a module: not marked, its time is in unattributed"
+                 for name, _, module in layers if module is None}
+        names_by_module: dict[int, list[str]] = {}
+        for name, _, module in layers:
+            if module is not None:
+                names_by_module.setdefault(id(module), []).append(name)
+        if config.compile:
+            notes = {name: "torch.compile: its kernels span layers, so no layer is attributed" for name, _, _ in layers}
+            names_by_module = {}
+        calls: dict[int, int] = {}
+        open_ranges: list = []
+
+        def enter(module: torch.nn.Module, _inputs: object) -> None:
+            names = names_by_module[id(module)]
+            index = calls.get(id(module), 0)
+            calls[id(module)] = index + 1
+            open_ranges.append(record_function(f"layer:{names[index % len(names)]}"))
+            open_ranges[-1].__enter__()
+
+        def leave(_module: torch.nn.Module, _inputs: object, _output: object) -> None:
+            open_ranges.pop().__exit__(None, None, None)
+
+        modules = {id(module): module for _, _, module in layers if module is not None and id(module) in
+                   names_by_module}
+        handles = [self.model.register_forward_pre_hook(lambda *_: calls.clear())]
+        for module in modules.values():
+            handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+        on_gpu = self._device.type == "cuda"
+        activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]
+        found, window_ms, kernels, launches, busy = [], [], {}, [], []
+        try:
+            for _ in range(windows):
+                with profile(activities=activities) as profiler:
+                    start = time.perf_counter()
+                    self._step()
+                    self.synchronize()
+                    window_ms.append((time.perf_counter() - start) * 1e3)
+                per_layer, window_kernels, launched, kernel_ms = _layer_times(profiler.events(), on_gpu)
+                found.append(per_layer)
+                for layer, names in window_kernels.items():
+                    kernels.setdefault(layer, set()).update(names)
+                launches.append(launched)
+                busy.append(kernel_ms / window_ms[-1])
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {"kinds": {name: kind for name, kind, _ in layers}, "windows": found, "window_ms": window_ms,
+                "notes": notes, "kernels": kernels, "profiler": "torch.profiler, each spec layer a record_function",
+                "launches_per_step": statistics.median(launches) if on_gpu else None,
+                "device_busy": statistics.median(busy) if on_gpu else None}
+
+    def device_busy(self, steps: int) -> float | None:
+        if self._device.type != "cuda":
+            return None
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+            start = time.perf_counter()
+            for _ in range(steps):
+                self._step()
+            self.synchronize()
+            wall_ms = (time.perf_counter() - start) * 1e3
+        return _layer_times(profiler.events(), on_gpu=True)[3] / wall_ms
+
+    def layer_steps(self, config: Config) -> dict[str, Callable[[], object]]:
+        """Each spec layer alone, as a step of its own at its in-model input shape: its forward pass, and for a mode
+        with a backward pass the gradients of the sum of its output with respect to its weights and its input."""
+        spec = zoo.get_spec(config.model)
+        backward = get_mode(config.mode).backward
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model.train(backward)
+        steps = {}
+        for name, kind, module in self._spec_layers(spec):
+            function = module if module is not None else _FUNCTIONS[kind]
+            inputs = []
+            for source in spec.layer(name).inputs:
+                shape = spec.input_shape if source == IMAGES else spec.layer(source).output_shape
+                value = torch.randn(config.batch_size, *shape, device=self._device)
+                if value.dim() == 4:
+                    value = value.contiguous(memory_format=memory_format)
+                inputs.append(value.requires_grad_(backward and source != IMAGES))
+            steps[name] = self._layer_step(function, inputs, module, backward)
+        return steps
+
+    def _layer_step(self, function, inputs: list, module, backward: bool) -> Callable[[], object]:
+        autocast = self._autocast
+        if not backward:
+            def forward() -> object:
+                with torch.no_grad(), autocast():
+                    return function(*inputs)
+
+            return forward
+
+        # An in-place layer (torchvision's ReLU) may not write into a leaf that needs a gradient: it gets a copy,
+        # whose cost is then the layer's.
+        in_place = getattr(module, "inplace", False)
+
+        def forward_backward() -> object:
+            if module is not None:
+                module.zero_grad(set_to_none=True)
+            for value in inputs:
+                value.grad = None
+            with autocast():
+                output = function(*(value.clone() for value in inputs) if in_place else inputs)
+            output.float().sum().backward()
+            return output
+
+        return forward_backward
+
     def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
         from torch.utils import benchmark
 
@@ -280,3 +415,52 @@ class TorchBackend:
         # One call per measurement: per-call times, the statistic the harness reports.
         return (lambda calls: [timer.timeit(1).mean * 1e3 for _ in range(calls)]), "torch.utils.benchmark.Timer"
 
+
+
+# Spec layers that are functions rather than modules, run alone by kind.
+_FUNCTIONS = {"add": lambda *values: sum(values[1:], values[0]), "concat": lambda *values: torch.cat(values, 1),
+              "flatten": lambda value: torch.flatten(value, 1), "relu": F.relu}
+_BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
+# Ops that only allocate, view or copy: left out of the ops a layer ran, which name the kernels that did its work.
+_BOOKKEEPING = frozenset({"aten::empty", "aten::empty_like", "aten::as_strided", "aten::as_strided_", "aten::resize_",
+                          "aten::view", "aten::t", "aten::transpose", "aten::expand", "aten::copy_",
+                          "aten::resolve_conj", "aten::zeros", "aten::zero_", "aten::fill_", "aten::detach",
+                          "aten::contiguous", "aten::reshape", "aten::_reshape_alias", "aten::clone"})
+
+
+def _layer_times(events, on_gpu: bool) -> tuple[dict[str, dict[str, float]], dict[str, set[str]], int, float]:
+    """From one profiled step's events: each marked layer's ms by pass, the ops (or GPU kernels) under it, the
+    kernel launches and the kernels' total ms."""
+    def own_ms(event) -> float:
+        return (event.device_time_total if on_gpu else event.cpu_time_total) / 1e3
+
+    def layer_above(event) -> str | None:
+        while event is not None:
+            if event.name.startswith("layer:"):
+                return event.name.removeprefix("layer:")
+            event = event.cpu_parent
+        return None
+
+    times: dict[str, dict[str, float]] = {}
+    kernels: dict[str, set[str]] = {}
+    layer_of_sequence: dict[int, str] = {}
+    launched, kernel_ms = 0, 0.0
+    for event in events:
+        launched += len(event.kernels)
+        kernel_ms += sum(kernel.duration for kernel in event.kernels) / 1e3
+        if event.name.startswith("layer:"):
+            layer = event.name.removeprefix("layer:")
+            times.setdefault(layer, {})[ld.FORWARD] = times.get(layer, {}).get(ld.FORWARD, 0.0) + own_ms(event)
+            continue
+        layer = layer_above(event.cpu_parent) if event.cpu_parent is not None else None
+        if layer is not None:
+            if event.sequence_nr >= 0:
+                layer_of_sequence[event.sequence_nr] = layer
+            if event.name not in _BOOKKEEPING:
+                kernels.setdefault(layer, set()).update([event.name, *(kernel.name for kernel in event.kernels)])
+    for event in events:
+        if event.name.startswith(_BACKWARD_PREFIX) and event.cpu_parent is None \
+                and event.sequence_nr in layer_of_sequence:
+            layer = layer_of_sequence[event.sequence_nr]
+            times.setdefault(layer, {})[ld.BACKWARD] = times[layer].get(ld.BACKWARD, 0.0) + own_ms(event)
+    return times, kernels, launched, kernel_ms

@@ -16,6 +16,9 @@ from bench.environment import available_cpus
 from bench.protocol import Outcome
 from bench.timing import get_timing_method
 
+# Steps profiled after the timed loop, on a GPU, for the share of a step the device is busy.
+BUSY_STEPS = 3
+
 
 def measure(child: Child) -> Outcome:
     """Time the child's configuration; any failure becomes its outcome, never a lost run."""
@@ -29,8 +32,9 @@ def measure(child: Child) -> Outcome:
             on_progress=child.stream.on_progress("timed"), on_burn_in_end=child.end_burn_in,
             trace_count=backend.trace_count)
         child.stream.flush()
+        peak_memory = child.peak_memory_bytes()
         return Outcome(status="ok", first_step_ms=timing.first_step_ms, capped=timing.capped,
-                       peak_memory_bytes=child.peak_memory_bytes(),
+                       peak_memory_bytes=peak_memory, device_busy=backend.device_busy(BUSY_STEPS),
                        burn_in_peak_memory_bytes=child.burn_in.burn_in_peak_memory_bytes if child.burn_in else None,
                        **child.facts())
     except Exception as error:  # any failure of one configuration becomes its result

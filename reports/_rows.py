@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.ledger import HOST_BOUND_BELOW
 from bench.record import Derived
 from reports import _format
 from reports._groups import LabelledResult, time_vs_fastest
@@ -16,6 +17,7 @@ from reports._groups import LabelledResult, time_vs_fastest
 NOISY_MARK = "~"
 CAPPED_MARK = "capped"
 ABOVE_PEAK_MARK = "!"
+HOST_BOUND_MARK = "h"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("images_per_s", "images/s", True, drop_order=8),
     Column("gflops_per_s", "GFLOP/s", True, drop_order=6),
     Column("mfu", "MFU %", True, drop_order=9),
+    Column("device_busy", "device busy", True),
     Column("peak_memory", "peak memory", True, drop_order=3),
     Column("burn_in_memory", "burn-in memory", True, drop_order=1),
     Column("first_step", "first step ms", True, drop_order=2),
@@ -66,7 +69,13 @@ def columns_for(group: Sequence[LabelledResult], shown_in_title: Sequence[str] =
     varying = [name for name in ("device", "precision")
                if name not in shown_in_title and len({getattr(e.result.config, name) for e in group}) > 1]
     return ((["run"] if with_run else []) + varying + ["framework", "batch"] + optional_columns(group)
-            + [column.key for column in COLUMNS if column.numeric and column.key != "batch"])
+            + figure_columns(group))
+
+
+def figure_columns(group: Sequence[LabelledResult]) -> list[str]:
+    """The figures' columns, device busy only where a result of the group knows it (a GPU result)."""
+    return [column.key for column in COLUMNS if column.numeric and column.key != "batch"
+            and (column.key != "device_busy" or with_device_busy(group))]
 
 
 def optional_columns(group: Sequence[LabelledResult]) -> list[str]:
@@ -74,6 +83,11 @@ def optional_columns(group: Sequence[LabelledResult]) -> list[str]:
     with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
     with_replicas = any(entry.result.config.replicas is not None for entry in group)
     return (["variant"] if with_variant else []) + (["replicas"] if with_replicas else [])
+
+
+def with_device_busy(group: Sequence[LabelledResult]) -> bool:
+    """Whether a result of the group knows how busy its device was (a GPU result), so the column is worth showing."""
+    return any(entry.result.device_busy is not None for entry in group)
 
 
 def rows(group: Sequence[LabelledResult]) -> list[Row]:
@@ -96,7 +110,10 @@ def rows(group: Sequence[LabelledResult]) -> list[Row]:
             "ms_per_image": _format.milliseconds(derived.ms_per_image),
             "images_per_s": _format.rate(derived.images_per_s),
             "gflops_per_s": _format.rate(derived.gflops_per_s),
-            "mfu": _format.percent(mfu) + (ABOVE_PEAK_MARK if mfu is not None and mfu > 1 else ""),
+            "mfu": _format.percent(mfu) + (ABOVE_PEAK_MARK if mfu is not None and mfu > 1 else "")
+                   + (HOST_BOUND_MARK if derived.host_bound else ""),
+            "device_busy": "" if result.device_busy is None else f"{result.device_busy:.0%}"
+                           + (" host-bound" if derived.host_bound else ""),
             "peak_memory": _format.byte_size(result.peak_memory_bytes),
             "burn_in_memory": _format.byte_size(result.burn_in_peak_memory_bytes),
             "first_step": _format.milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
@@ -142,6 +159,10 @@ def legend(results: Sequence, dropped: Sequence[str] = ()) -> list[str]:
         lines.append(f"{ABOVE_PEAK_MARK} MFU above 100%: more direct-convolution FLOPs per second than the device's "
                      "best matrix multiply; the library ran a Winograd or FFT convolution, which does fewer "
                      "multiplications than counted")
+    if any(d.host_bound for d in derived):
+        lines.append(f"{HOST_BOUND_MARK} host-bound: the device ran kernels for less than {HOST_BOUND_BELOW:.0%} of a "
+                     "profiled step (device busy); the step is the host launching work, and its MFU says nothing "
+                     "about the device")
     if dropped:
         lines.append(f"narrow terminal: left out {', '.join(COLUMN_BY_KEY[key].header for key in dropped)} (in "
                      "that order as width runs out); widen the terminal or see report.md")

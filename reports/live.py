@@ -76,10 +76,16 @@ class LiveProgress:
         if phase == "warmup":
             self._progress.update(task, total=total, completed=done, status=f"{self._process(index)}burn-in")
         else:
-            status = f"{self._process(index)}timed"
+            status = f"{self._process(index)}{phase}"
             if self._progress.tasks[index].fields.get("status") != status:
                 self._progress.reset(task, total=total, status=status)
             self._progress.update(task, total=total, completed=done)
+
+    def on_finished(self, index: int, text: str, failed: bool) -> None:
+        """A line's own ending, for work that makes no ``Result`` (``explain``)."""
+        task = self._tasks[index]
+        self._progress.update(task, status=f"[{'yellow' if failed else 'green'}]{escape(text)}[/]")
+        self._progress.stop_task(task)
 
     def on_message(self, text: str) -> None:
         self._progress.console.print(text, highlight=False, markup=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench.engines import ENGINES
+from bench.explain import EXPLAIN_FILE_NAME, read_explanations
 from bench.modes import MODES
 from bench.record import Derived, Run
 from bench.stats import NOISY_IQR_RATIO
@@ -26,6 +27,7 @@ from reports._groups import (
     sort_key,
 )
 from reports.compare import DEFAULT_THRESHOLD, SIGNIFICANCE, difference
+from reports.explain import markdown_section
 from reports.plots import plot_batch_scaling, plot_median_times
 
 TITLE = "CNN benchmark report"
@@ -54,12 +56,21 @@ def write_report(runs: list[Run], out_path: str | Path) -> Path:
         _heading(runs),
         _environment_section(runs),
         _results_section(measured, with_run, median_charts, scaling_charts, replica_rows, replica_charts),
+        _explain_section(runs, out_path),
         _settings_section(entries, with_run),
         _methodology_section(runs),
         _not_measured_section([entry for entry in entries if entry.result.status != "ok"], with_run),
     ]
     out_path.write_text("\n\n".join(section for section in sections if section) + "\n")
     return out_path
+
+
+def _explain_section(runs: Sequence[Run], out_path: Path) -> str:
+    """Where the time goes, layer by layer, when ``explain`` wrote its ledger into a run's folder."""
+    explanations = [entry for run in runs if run.path is not None
+                    and (run.path.parent / EXPLAIN_FILE_NAME).exists()
+                    for entry in read_explanations(run.path.parent / EXPLAIN_FILE_NAME)]
+    return markdown_section(explanations, out_path.parent, out_path.stem) if explanations else ""
 
 
 def _heading(runs: Sequence[Run]) -> str:
@@ -122,7 +133,7 @@ def _results_section(measured: Sequence[LabelledResult], with_run: bool, median_
 def _mode_section(mode: str, group: Sequence[LabelledResult], with_run: bool) -> str:
     keys = ((["run"] if with_run else []) + ["device", "precision", "batch", "framework"]
             + _rows.optional_columns(group)
-            + [column.key for column in _rows.COLUMNS if column.numeric and column.key != "batch"])
+            + _rows.figure_columns(group))
     headers = [_rows.COLUMN_BY_KEY[key].header for key in keys]
     table_rows = [[row.cells[key] for key in keys] for row in _rows.rows(group)]
     parts = [f"#### {mode}"]

@@ -196,3 +196,11 @@ def test_torch_settings_say_layout_and_compile():
                                        batch_size=1, channels_last=True))
     assert settings["memory_format"] == "channels_last" and settings["compile"] == "eager"
     assert settings["threads"] >= 1
+
+
+@pytest.mark.parametrize("make_backend", [pytest.param(_torch_backend, marks=pytest.mark.torch),
+                                          pytest.param(_tf_backend, marks=pytest.mark.tf)])
+def test_a_cpu_step_has_no_device_busy_figure(make_backend):
+    backend = make_backend()
+    backend.prepare(Config(model="lenet", framework=backend.name, device="cpu", mode="forward", batch_size=2))
+    assert backend.device_busy(2) is None

@@ -82,3 +82,23 @@ def test_fp32_peak_is_ieee_fp32_not_tf32():
     assert rates["bf16"]["gflops_per_s"] > 2 * rates["fp32"]["gflops_per_s"]
     if product is not None:
         assert rates["fp32"]["gflops_per_s"] <= 1.1 * product.tflops["fp32"] * 1e3
+
+
+@pytest.mark.gpu
+@pytest.mark.torch
+def test_the_device_is_busier_at_a_large_batch_and_explain_names_each_layers_kernels(tmp_path):
+    from bench.explain import explain_configs
+    from bench.explainer import ExplainOptions
+    from bench.runner import run_configs
+
+    configs = [Config(model="googlenet", framework="torch", device="cuda", mode="forward", batch_size=batch,
+                      warmup=3, iters=10) for batch in (1, 128)]
+    small, large = run_configs(configs, tmp_path / "results.json", measure_peaks=False).results
+    assert small.status == large.status == "ok", (small.reason, large.reason)
+    assert 0 < small.device_busy < large.device_busy <= 1.05  # summed kernel time can overlap a little
+    (entry,) = explain_configs(configs[1:], tmp_path / "explain.json", ExplainOptions(views=("in model",), windows=2),
+                               timeout_s=300)
+    (step,) = entry.steps
+    assert step.launches_per_step > 0 and step.device_busy is not None
+    conv = next(row for row in entry.layers if row.layer == "conv1.conv")
+    assert any("conv" in kernel.lower() or "gemm" in kernel.lower() for kernel in conv.kernels), conv.kernels

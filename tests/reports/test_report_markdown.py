@@ -106,3 +106,31 @@ def test_settings_recorded_per_configuration_are_listed(write_synthetic_run, tmp
     settings = text.split("## Settings", 1)[1].split("## Methodology", 1)[0]
     assert "| torch cpu fp32" in settings and "tf32 no, compile eager" in settings
     assert "| tf cpu fp32" in settings and "xla yes" in settings
+
+
+def test_a_run_folder_with_a_ledger_gets_its_section_and_chart(mixed_run, tmp_path):
+    from rich.console import Console
+
+    from bench import ledger as ld
+    from bench.explain import EXPLAIN_FILE_NAME, write_explanations
+    from reports.explain import render_explanations
+
+    def rows(framework, times, view=ld.IN_MODEL):
+        return [ld.LayerTime(layer, "conv", framework, ld.FORWARD, view, ms) for layer, ms in times.items()]
+
+    steps = [ld.StepLedger("torch", 10.0, 12.0, 9.0, 3.0, 8.5, "torch.profiler", 5),
+             ld.StepLedger("tf", 6.0, 7.0, 6.0, 1.0, 7.0, "tf.profiler", 5)]
+    entry = ld.Explanation("alexnet", "forward", "cpu", 8, "fp32", steps,
+                           rows("torch", {"conv1": 6.0, "conv2": 3.0}) + rows("tf", {"conv1": 2.0, "conv2": 4.0})
+                           + rows("torch", {"conv1": 5.0, "conv2": 3.5}, ld.ALONE)
+                           + rows("tf", {"conv1": 3.0, "conv2": 4.0}, ld.ALONE))
+    write_explanations(mixed_run / EXPLAIN_FILE_NAME, [entry])
+    text = write_report([read_run(mixed_run)], tmp_path / "report.md").read_text()
+    assert "## Where the time goes" in text and "### alexnet — forward — cpu b8 fp32" in text
+    # torch's 12 ms profiled step against tf's 7: conv1 +4 ms, unattributed +2, conv2 -1.
+    assert ("torch's profiled step takes 5.000 ms longer than tf's (71% more); the largest parts of that difference: "
+            "conv1 +4.000 ms (80%), unattributed +2.000 ms (40%), conv2 -1.000 ms (-20%)") in text
+    assert (tmp_path / "report-alexnet-forward-cpu-b8-fp32-ledger.png").exists()
+    console = Console(record=True, width=80)
+    render_explanations([entry], console)
+    assert "conv1 +4.000 ms (80%)" in console.export_text().replace("\n", " ")

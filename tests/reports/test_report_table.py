@@ -149,3 +149,21 @@ def test_partial_results_show_the_samples_kept_and_why_not_a_median():
     row = row_of(text, "timed out")
     assert "failed" in row and "60 kept" in row
     assert "median ms" not in text  # no results table for it
+
+
+def test_a_host_bound_gpu_result_is_marked_with_how_busy_its_device_was():
+    import dataclasses
+
+    gpu = [dataclasses.replace(ok(framework=framework, median_ms=ms, flops_per_step=10**9, peak_gflops_per_s=1000.0,
+                                  device_busy=busy), config=dataclasses.replace(ok().config, framework=framework,
+                                                                                device="cuda"))
+           for framework, ms, busy in (("torch", 5.0, 0.23), ("tf", 6.0, 0.91))]
+    assert [result.derived.host_bound for result in gpu] == [True, False]
+    console = Console(record=True, width=200)
+    render_run(gpu, console)
+    text = console.export_text()
+    assert "device busy" in text and "23% host-bound" in text and "91%" in text and "91% host" not in text
+    assert "h host-bound: the device ran kernels for less than 50% of a profiled step" in text
+    cpu = Console(record=True, width=200)
+    render_run([ok()], cpu)
+    assert "device busy" not in cpu.export_text()  # a CPU result knows no such figure: no empty column
