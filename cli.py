@@ -1,5 +1,5 @@
-"""Command line: ``convbench`` (or ``python cli.py``) list | verify | bench | peak | gpu-check | fidelity | show |
-report | export | compare | interleave | history.
+"""Command line: ``convbench`` (or ``python cli.py``) list | verify | bench | explain | peak | gpu-check | fidelity |
+show | report | export | compare | interleave | history.
 
 A thin layer over ``zoo``, ``bench`` and ``reports``: it parses, calls, prints and maps each outcome to an exit code.
 Every error is one line on stderr; ``--debug`` shows the traceback as well.

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from tabulate import tabulate
 
-from bench.ledger import ALONE, IN_MODEL, Explanation
+from bench.ledger import ALONE, FORWARD, IN_MODEL, Explanation
 from reports import _format
 
 # A stacked bar names this many of its largest layers; the rest share one grey segment.
@@ -66,12 +66,13 @@ def _step_rows(entry: Explanation) -> list[list[str]]:
             _format.milliseconds(step.in_model_layers_ms) if step.in_model_layers_ms is not None else "",
             _format.milliseconds(step.unattributed_ms) if step.unattributed_ms is not None else "",
             _format.milliseconds(step.alone_layers_ms) if step.alone_layers_ms is not None else "",
-            f"{step.alone_layers_ms / step.step_ms:.2f}x" if step.alone_layers_ms is not None else "", busy])
+            f"{step.alone_layers_ms / step.step_ms:.2f}x" if step.alone_layers_ms is not None else "", busy,
+            f"{step.launches_per_step:.0f}" if step.launches_per_step is not None else ""])
     return rows
 
 
 STEP_HEADERS = ["framework", "step ms", "profiled ms", "profiler overhead", "layers in model ms", "unattributed ms",
-                "layers alone ms", "alone / step", "device busy"]
+                "layers alone ms", "alone / step", "device busy", "launches / step"]
 
 
 def _layer_rows(entry: Explanation, limit: int | None = None, with_notes: bool = True
@@ -83,7 +84,10 @@ def _layer_rows(entry: Explanation, limit: int | None = None, with_notes: bool =
     alone = {framework: entry.layer_totals(framework, ALONE) for framework in names}
     kinds = {row.layer: row.kind for row in entry.layers}
     notes: dict[str, list[str]] = {}
+    ran: dict[str, list[str]] = {}
     for row in entry.layers:
+        if row.kernels and row.view == IN_MODEL and row.pass_ == FORWARD:
+            ran.setdefault(row.layer, []).append(f"{row.framework}: {', '.join(row.kernels)}")
         if row.note and row.view == IN_MODEL:
             notes.setdefault(row.layer, [])
             text = f"{row.framework}: {row.note}"
@@ -99,7 +103,7 @@ def _layer_rows(entry: Explanation, limit: int | None = None, with_notes: bool =
     if len(names) >= 2:
         headers.append(f"{names[0]} / {names[1]}")
     if with_notes:
-        headers.append("note")
+        headers += ["note", "ops or kernels run (in model)"]
     rows = []
     for layer in layers:
         cells = [layer, kinds[layer]]
@@ -109,7 +113,7 @@ def _layer_rows(entry: Explanation, limit: int | None = None, with_notes: bool =
             first, second = in_model[names[0]].get(layer), in_model[names[1]].get(layer)
             cells.append(f"{first / second:.2f}x" if first and second else "")
         if with_notes:
-            cells.append("; ".join(notes.get(layer, [])))
+            cells += ["; ".join(notes.get(layer, [])), "; ".join(ran.get(layer, []))]
         rows.append(cells)
     return headers, rows
 
