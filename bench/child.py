@@ -24,7 +24,7 @@ from bench.backend import Skip
 from bench.config import Config
 from bench.engines import get_engine, load_backend
 from bench.protocol import TIMED, BurnIn, Channel, Outcome, Progress
-from bench.timing import RetraceError
+from bench.timing import RetraceError, Timing, get_timing_method
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Progress is sent at most this often, so that reporting cannot crowd the loop on tiny models.
@@ -183,6 +183,16 @@ class Child:
                               burn_in_peak_memory_bytes=self.peak_memory_bytes() if self.config.warmup else None)
         self.channel.send(self.burn_in)
         self.start_window()
+
+    def time_step(self, step: Callable[[], object]) -> Timing:
+        """``step`` timed the configuration's way, its samples streamed and the burn-in reported as they come."""
+        config, backend = self.config, self.backend
+        timing = get_timing_method(config.timing).measure(
+            step, backend.synchronize, warmup=config.warmup, iters=config.iters, max_time_s=config.max_time_s,
+            on_progress=self.stream.on_progress(TIMED), on_burn_in_end=self.end_burn_in,
+            trace_count=backend.trace_count)
+        self.stream.flush()
+        return timing
 
     def facts(self, *, data_parallel: bool = False) -> dict[str, Any]:
         """The framework, device and settings of the configuration as the backend reports them (with how its

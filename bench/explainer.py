@@ -21,7 +21,7 @@ from bench.config import Config
 from bench.environment import available_cpus
 from bench.modes import get_mode
 from bench.protocol import ALONE, PROFILED, Explained, Outcome
-from bench.timing import get_timing_method, time_step
+from bench.timing import time_step
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,7 @@ def explain(child: Child, options: ExplainOptions) -> tuple[Outcome, dict | None
         child.check()
         step = backend.prepare(config)
         child.start_window()
-        timing = get_timing_method(config.timing).measure(
-            step, backend.synchronize, warmup=config.warmup, iters=config.iters, max_time_s=config.max_time_s,
-            on_progress=child.stream.on_progress("timed"), on_burn_in_end=child.end_burn_in,
-            trace_count=backend.trace_count)
-        child.stream.flush()
+        timing = child.time_step(step)
         step_ms = statistics.median(timing.samples_ms)
         rows: list[ld.LayerTime] = []
         profiled = unattributed = in_model = alone_sum = None

@@ -14,7 +14,6 @@ from bench.child import Child, exit_now
 from bench.config import Config
 from bench.environment import available_cpus
 from bench.protocol import Outcome
-from bench.timing import get_timing_method
 
 # Steps profiled after the timed loop, on a GPU, for the share of a step the device is busy.
 BUSY_STEPS = 3
@@ -27,11 +26,7 @@ def measure(child: Child) -> Outcome:
         child.check()
         step = backend.prepare(config)
         child.start_window()
-        timing = get_timing_method(config.timing).measure(
-            step, backend.synchronize, warmup=config.warmup, iters=config.iters, max_time_s=config.max_time_s,
-            on_progress=child.stream.on_progress("timed"), on_burn_in_end=child.end_burn_in,
-            trace_count=backend.trace_count)
-        child.stream.flush()
+        timing = child.time_step(step)
         peak_memory = child.peak_memory_bytes()
         return Outcome(status="ok", first_step_ms=timing.first_step_ms, capped=timing.capped,
                        peak_memory_bytes=peak_memory, device_busy=backend.device_busy(BUSY_STEPS),
