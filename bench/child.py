@@ -184,6 +184,14 @@ class Child:
         self.channel.send(self.burn_in)
         self.start_window()
 
+    def measure_step(self) -> Timing:
+        """Check the configuration can run, prepare its step, and time it the configuration's way (the timed steps'
+        memory window open from the start)."""
+        self.check()
+        step = self.backend.prepare(self.config)
+        self.start_window()
+        return self.time_step(step)
+
     def time_step(self, step: Callable[[], object]) -> Timing:
         """``step`` timed the configuration's way, its samples streamed and the burn-in reported as they come."""
         config, backend = self.config, self.backend

@@ -46,10 +46,7 @@ def explain(child: Child, options: ExplainOptions) -> tuple[Outcome, dict | None
     """The outcome of explaining the child's configuration and its ledger (None where it could not be measured)."""
     config, backend = child.config, child.backend
     try:
-        child.check()
-        step = backend.prepare(config)
-        child.start_window()
-        timing = child.time_step(step)
+        timing = child.measure_step()
         step_ms = statistics.median(timing.samples_ms)
         rows: list[ld.LayerTime] = []
         profiled = unattributed = in_model = alone_sum = None

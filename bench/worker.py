@@ -21,12 +21,9 @@ BUSY_STEPS = 3
 
 def measure(child: Child) -> Outcome:
     """Time the child's configuration; any failure becomes its outcome, never a lost run."""
-    config, backend = child.config, child.backend
+    backend = child.backend
     try:
-        child.check()
-        step = backend.prepare(config)
-        child.start_window()
-        timing = child.time_step(step)
+        timing = child.measure_step()
         peak_memory = child.peak_memory_bytes()
         return Outcome(status="ok", first_step_ms=timing.first_step_ms, capped=timing.capped,
                        peak_memory_bytes=peak_memory, device_busy=backend.device_busy(BUSY_STEPS),
