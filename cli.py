@@ -354,8 +354,7 @@ def explain(
                                            observer=progress)
     except KeyboardInterrupt as stop:
         raise _stopped(stop, f"what was explained is saved in {folder / EXPLAIN_FILE_NAME}") from None
-    (folder / "explain.md").write_text("# Where the time goes\n\n" + markdown_section(explanations, folder, "explain")
-                                       .removeprefix("## Where the time goes\n\n") + "\n")
+    (folder / "explain.md").write_text(markdown_section(explanations, folder, "explain", level=1) + "\n")
     if as_json:
         _print_json({"explanations": [entry.to_dict() for entry in explanations]})
     else:

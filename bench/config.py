@@ -15,10 +15,6 @@ from bench.modes import get_mode
 from bench.timing import get_timing_method
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-# The parts of a configuration, in the order a reader scans them.
-PARTS: tuple[str, ...] = ("measured", "timing", "parallel")
-
-
 def _field(part: str, default: Any = dataclasses.MISSING, *, key: bool = True) -> Any:
     """A field of ``part``; ``key``: whether two runs must agree on it for their results to be compared."""
     return dataclasses.field(default=default, metadata={"part": part, "key": key})
@@ -105,8 +101,3 @@ class Config:
 def key_fields() -> tuple[str, ...]:
     """The names of the fields that identify a configuration across runs, in declaration order."""
     return tuple(f.name for f in fields(Config) if f.metadata["key"])
-
-
-def part_of(name: str) -> str:
-    """The part (``PARTS``) a field of ``Config`` belongs to."""
-    return next(f.metadata["part"] for f in fields(Config) if f.name == name)

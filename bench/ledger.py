@@ -72,7 +72,6 @@ class StepLedger:
     profiled_steps: int
     launches_per_step: float | None = None
     device_busy: float | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def profiler_overhead(self) -> float | None:

@@ -152,9 +152,10 @@ def render_explanations(explanations: Sequence[Explanation], console: Console) -
             console.print(Text(f"{framework}: not explained: {reason}", style="yellow"))
 
 
-def markdown_section(explanations: Sequence[Explanation], folder: Path, prefix: str) -> str:
-    """The report's "Where the time goes" section, its stacked-bar charts written into ``folder``."""
-    parts = ["## Where the time goes",
+def markdown_section(explanations: Sequence[Explanation], folder: Path, prefix: str, level: int = 2) -> str:
+    """The "Where the time goes" section, its heading at ``level`` (2 in the report, 1 as a document of its own),
+    its stacked-bar charts written into ``folder``."""
+    parts = [f"{'#' * level} Where the time goes",
              "Each framework's step layer by layer, layers named by the model's spec (the same names in every "
              "framework). *In model*: the framework's own profiler over single steps after burn-in, each layer's "
              "median; *unattributed* is the profiled step less its layers (loss, optimizer, layout conversions, "
@@ -162,7 +163,7 @@ def markdown_section(explanations: Sequence[Explanation], folder: Path, prefix: 
              "unattributed add up to the profiled step. *Alone*: each layer timed by itself at its in-model input "
              "shape; their sum against the step is what running them together saves or costs."]
     for entry in explanations:
-        parts.append(f"### {title(entry)}")
+        parts.append(f"{'#' * (level + 1)} {title(entry)}")
         parts.append(tabulate(_step_rows(entry), headers=STEP_HEADERS, tablefmt="github", disable_numparse=True))
         for view in (IN_MODEL, ALONE):
             if sentence := contributors_sentence(entry, view):
