@@ -14,8 +14,7 @@ import math
 from collections.abc import Iterator
 
 import keras
-import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 from zoo._spec import IMAGES, Shape, pool_out
 
@@ -70,8 +69,37 @@ def adaptive_avg_pool2d(x, output_size: int, *, name: str):
     a tf.function (Keras 3.15: "Negative dimension size"), while eagerly it works, so the global pool is used.
     """
     if output_size == 1:
-        return layers.GlobalAveragePooling2D(keepdims=True, name=name)(x)
+        return ExactGlobalAveragePooling2D(keepdims=True, name=name)(x)
     return layers.AdaptiveAveragePooling2D(output_size, name=name)(x)
+
+
+def _at_least_float32(dtype) -> str:
+    """The dtype to compute statistics in: float32 for narrower floats, float64 for float64.
+
+    Keras' ``result_type(dtype, "float32")`` says the same on TensorFlow, but on every other backend it maps
+    float64 to float32 (JAX has float64 only with ``jax_enable_x64``), which would compute the float64 parity
+    proof's BatchNorm in float32 under JAX.
+    """
+    dtype = keras.backend.standardize_dtype(dtype)
+    return dtype if dtype == "float64" else keras.backend.result_type(dtype, "float32")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ExactGlobalAveragePooling2D(layers.GlobalAveragePooling2D):
+    """Keras' global average pooling, averaging float64 in float64 on every backend.
+
+    Outside TensorFlow, Keras 3.15's ``ops.mean`` computes float64 in float32 (as ``_at_least_float32`` says of
+    ``result_type``), which would take the float64 parity proof under JAX down to float32's precision; there the
+    float64 mean is a sum divided by the count. TensorFlow, and every other dtype, keep Keras' own layer.
+    """
+
+    spec_kind = "avgpool"
+
+    def call(self, inputs):
+        if keras.backend.backend() == "tensorflow" or keras.backend.standardize_dtype(inputs.dtype) != "float64":
+            return super().call(inputs)
+        axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
+        return ops.sum(inputs, axis=axes, keepdims=self.keepdims) / (inputs.shape[axes[0]] * inputs.shape[axes[1]])
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -83,6 +111,12 @@ class TorchBatchNormalization(layers.BatchNormalization):
     torch's, so the moving statistics of the twins stay equal step after step. ``torch_momentum`` is torch's
     weight of the new batch (0.1), which is Keras' ``1 - momentum``; ``epsilon`` must be torch's (1e-5 by
     default; torchvision's GoogLeNet uses 1e-3): Keras' default 1e-3 would change every output.
+
+    Written in ``keras.ops``, so that one definition serves every Keras backend (TensorFlow, JAX); under
+    TensorFlow, ``ops.moments`` and ``ops.batch_normalization`` are ``tf.nn.moments`` and
+    ``tf.nn.batch_normalization`` themselves, so the TensorFlow twin computes what it always did. Inference is
+    Keras' own BatchNormalization written again, with the one change of ``_at_least_float32``: Keras' would
+    normalise float64 in float32 under JAX.
     """
 
     spec_kind = "bn"
@@ -101,19 +135,22 @@ class TorchBatchNormalization(layers.BatchNormalization):
         super().build(input_shape)
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.renorm:
+        if mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
         # As BatchNormalization.call: statistics in at least float32, whatever the compute dtype.
-        x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
-        mean, variance = tf.nn.moments(x, axes=self._reduction_axes)
-        count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
-        unbiased = variance * count / tf.maximum(count - 1, 1)
-        self.moving_mean.assign(tf.cast(self.moving_mean, x.dtype) * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(
-            tf.cast(self.moving_variance, x.dtype) * self.momentum + unbiased * (1.0 - self.momentum))
-        outputs = tf.nn.batch_normalization(x, mean, variance, offset=tf.cast(self.beta, x.dtype),
-                                            scale=tf.cast(self.gamma, x.dtype), variance_epsilon=self.epsilon)
-        return tf.cast(outputs, self.compute_dtype)
+        x = ops.cast(inputs, _at_least_float32(inputs.dtype))
+        if training and self.trainable:
+            mean, variance = ops.moments(x, axes=self._reduction_axes)
+            count = ops.cast(ops.size(x) // ops.shape(x)[-1], x.dtype)
+            unbiased = variance * count / ops.maximum(count - 1, 1)
+            self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                ops.cast(self.moving_variance, x.dtype) * self.momentum + unbiased * (1.0 - self.momentum))
+        else:
+            mean, variance = ops.cast(self.moving_mean, x.dtype), ops.cast(self.moving_variance, x.dtype)
+        outputs = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=ops.cast(self.beta, x.dtype),
+                                          scale=ops.cast(self.gamma, x.dtype), epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
-"""Numerical proof that a model's torch and TensorFlow definitions are the same network.
+"""Numerical proof that a model's torch and Keras definitions are the same network.
 
 The torch weights are transferred into the Keras model, and both get the same input (NCHW for torch, its NHWC
-transpose for TensorFlow). Then:
+transpose for Keras). Then:
 - inference mode: the logits must agree;
 - training mode with dropout off: the gradients of a mean cross-entropy loss with respect to every parameter
   must agree. Here BatchNorm normalises with the batch's statistics and updates its moving ones, as in a
@@ -19,6 +19,13 @@ in float32, the precision benchmarked.
 
 ``TRANSFERS`` lists the pairs of frameworks proven this way; ``verify_model`` proves every pair that is installed,
 and counts every installed build against the spec.
+
+The Keras side runs under the Keras backend of the process, and the result names its engine (``other``): ``tf``
+under TensorFlow, ``jax`` under JAX. One Keras definition serves both, so the JAX engine is proven by the same
+transfer, in a process that set ``KERAS_BACKEND=jax`` before importing keras and turned on ``jax_enable_x64``
+before any JAX array existed (``prove_keras_twin``). What differs between the backends is kept in one place each:
+the Keras twin's passes (``_keras_logits``, ``_keras_gradients``) and how tensors cross (``zoo.transfer.to_keras``,
+``from_keras``).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-# float64 logits, gradients and BatchNorm statistics: each max |torch - tf| relative to the largest torch value
+# float64 logits, gradients and BatchNorm statistics: each max |torch - Keras| relative to the largest torch value
 # (per tensor for gradients and statistics). float64 rounds at 1.1e-16; the two frameworks sum reductions of up
 # to 25,088 terms (a convolution's weight gradient, a BatchNorm's batch statistics at 2 x 112 x 112) in different
 # orders with different algorithms (oneDNN vs Eigen) and chain them through some fifty layers with weights (the
@@ -49,7 +56,7 @@ FP32_LOGITS_RTOL = 1e-4
 
 @dataclass(frozen=True)
 class ParityResult:
-    """The parity figures of one model; every difference is max |torch - tf| over the tensor.
+    """The parity figures of one model; every difference is max |torch - Keras| over the tensor.
 
     ``logits_*`` are computed in float64 in inference mode, ``fp32_logits_rel_diff`` in float32. ``grads_*``:
     float64, training mode with dropout off (BatchNorm on batch statistics; without BatchNorm this is inference),
@@ -60,7 +67,7 @@ class ParityResult:
     model: str
     batch_size: int
     reference: str  # the framework whose weights are transferred, and against whose values the other is held
-    other: str
+    other: str  # the engine that ran the Keras twin: "tf" (Keras on TensorFlow) or "jax" (Keras on JAX)
     logits_max_abs_diff: float
     logits_max_abs: float
     logits_rel_diff: float
@@ -101,7 +108,7 @@ def _relative(diff: float, scale: float) -> float:
 
 
 def _worst(pairs) -> tuple[float, float, str]:
-    """Over ``(label, torch tensor, tf tensor as torch)``: the worst relative difference, its absolute one and its
+    """Over ``(label, torch tensor, Keras tensor as torch)``: the worst relative difference, its absolute one and its
     label."""
     import torch
 
@@ -120,14 +127,98 @@ def _worst(pairs) -> tuple[float, float, str]:
 
 
 def load_frameworks(*, with_tensorflow: bool = True) -> None:
-    """Import torch (with its FLOP counter) before TensorFlow.
+    """Import torch (with its FLOP counter) before TensorFlow, and TensorFlow only where Keras runs on it.
 
     The FLOP counter imports triton, whose native module crashes the process when it loads after TensorFlow;
-    loaded first, both live in one process.
+    loaded first, both live in one process. Keras is imported after it (on the TensorFlow backend it imports
+    TensorFlow); under another backend (JAX) the Keras twins never need TensorFlow, so it is not loaded.
     """
-    # An explicit sequence, so that no import sorter can reorder it.
-    for module in ("torch.utils.flop_counter", "tensorflow")[:2 if with_tensorflow else 1]:
-        importlib.import_module(module)
+    # Explicit steps in this order, so that no import sorter can reorder them.
+    importlib.import_module("torch.utils.flop_counter")
+    if with_tensorflow and _keras_backend() == "tensorflow":
+        importlib.import_module("tensorflow")
+
+
+# The engine recorded in a ParityResult for each Keras backend that runs the Keras twins.
+_KERAS_ENGINES = {"tensorflow": "tf", "jax": "jax"}
+
+
+def _keras_backend() -> str:
+    """The backend of this process's Keras (``KERAS_BACKEND`` as it was when keras was first imported)."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def _check_engine(other: str) -> None:
+    """Refuse a proof that would be recorded for another engine than the one running the Keras twin, and a JAX
+    proof whose float64 would silently be float32 (JAX computes float64 only with ``jax_enable_x64`` on)."""
+    backend = _keras_backend()
+    if other not in _KERAS_ENGINES.values():
+        raise ValueError(f"no Keras engine {other!r}; known: {', '.join(_KERAS_ENGINES.values())}")
+    if _KERAS_ENGINES.get(backend) != other:
+        raise ValueError(f"parity for {other!r} needs Keras on its backend, and this process runs Keras on {backend!r}"
+                         " (KERAS_BACKEND is read once, when keras is first imported)")
+    if backend == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            raise ValueError("the float64 proof under JAX needs jax.config.update('jax_enable_x64', True) before any "
+                             "JAX array exists")
+
+
+# The Keras twin's passes, the one part of the proof that differs between Keras backends. TensorFlow runs them
+# eagerly, as the proof always has. JAX runs them jit-compiled, as its engine runs a step: eagerly, every
+# operation of a first call compiles on its own, which cost the proof more than compiling the whole pass once.
+def _keras_logits(keras_model, images_nhwc: np.ndarray) -> np.ndarray:
+    """Inference-mode logits of the Keras twin in the current dtype."""
+    import keras
+
+    if _keras_backend() == "tensorflow":
+        return keras.ops.convert_to_numpy(keras_model(images_nhwc, training=False))
+    import jax
+
+    forward = jax.jit(lambda trainable, kept, images: keras_model.stateless_call(trainable, kept, images)[0])
+    return np.asarray(forward(*_values(keras_model), images_nhwc))
+
+
+def _keras_gradients(keras_model, images_nhwc: np.ndarray, labels: np.ndarray, *, training: bool):
+    """One forward and backward pass of the Keras twin in the current dtype: its logits (numpy) and the gradient of
+    the mean cross-entropy with respect to every trainable variable, by variable path.
+
+    In training mode BatchNorm updates its moving statistics, as a benchmarked step does: TensorFlow assigns them
+    during the pass; JAX's pass is a pure function (``stateless_call``) that returns them, and they are assigned
+    back here so that they can be compared as TensorFlow's are.
+    """
+    import keras
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = keras_model.trainable_variables
+    paths = [variable.path for variable in variables]
+    if _keras_backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            logits = keras_model(tf.constant(images_nhwc), training=training)
+            loss = loss_fn(tf.constant(labels), logits)
+        return logits.numpy(), dict(zip(paths, tape.gradient(loss, variables), strict=True))
+    import jax
+
+    def loss_and_state(trainable, kept, images, labels):
+        logits, kept = keras_model.stateless_call(trainable, kept, images, training=training)
+        return loss_fn(labels, logits), (logits, kept)
+
+    step = jax.jit(jax.value_and_grad(loss_and_state, has_aux=True))
+    (_, (logits, kept)), grads = step(*_values(keras_model), images_nhwc, labels)
+    for variable, value in zip(keras_model.non_trainable_variables, kept, strict=True):
+        variable.assign(value)
+    return np.asarray(logits), dict(zip(paths, grads, strict=True))
+
+
+def _values(keras_model) -> tuple[list, list]:
+    """The arrays of a Keras model's trainable and non-trainable variables, as ``stateless_call`` takes them."""
+    return ([variable.value for variable in keras_model.trainable_variables],
+            [variable.value for variable in keras_model.non_trainable_variables])
 
 
 def framework_counts(name: str, framework: str, model=None) -> dict[str, int]:
@@ -182,7 +273,7 @@ def _twins(name: str, seed: int, **options) -> dict[str, tuple]:
     """
     import copy
 
-    import tensorflow as tf
+    import keras
     import torch
 
     import zoo
@@ -205,7 +296,7 @@ def _twins(name: str, seed: int, **options) -> dict[str, tuple]:
     for target, source in zip(keras64.weights, keras32.weights, strict=True):
         if target.path != source.path:
             raise ValueError(f"{name}: float64 Keras twin has {target.path} where float32 has {source.path}")
-        target.assign(tf.cast(source, tf.float64))
+        target.assign(keras.ops.cast(source, "float64"))
     return {"float32": (torch32, keras32), "float64": (torch64, keras64, modules64)}
 
 
@@ -226,14 +317,12 @@ def _logits(torch_model, keras_model, images: np.ndarray) -> tuple[np.ndarray, n
     with torch.no_grad():
         logits_torch = torch_model(torch.from_numpy(images)).numpy()
     with _keras_dtype(str(images.dtype)):
-        logits_tf = keras_model(images.transpose(0, 2, 3, 1), training=False).numpy()
-    return logits_torch, logits_tf
+        logits_keras = _keras_logits(keras_model, images.transpose(0, 2, 3, 1))
+    return logits_torch, logits_keras
 
 
 def _backward(torch_model, keras_model, images: np.ndarray, labels: np.ndarray, *, training: bool):
     """One float64 forward and backward pass in each framework: torch logits, Keras logits, Keras gradients by path."""
-    import keras
-    import tensorflow as tf
     import torch
 
     torch_model.train(training)
@@ -241,38 +330,34 @@ def _backward(torch_model, keras_model, images: np.ndarray, labels: np.ndarray, 
     torch_model.zero_grad()
     torch.nn.functional.cross_entropy(logits_torch, torch.from_numpy(labels)).backward()
     with _keras_dtype("float64"):
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        with tf.GradientTape() as tape:
-            logits_tf = keras_model(tf.constant(images.transpose(0, 2, 3, 1)), training=training)
-            loss_tf = loss_fn(tf.constant(labels), logits_tf)
-        variables = keras_model.trainable_variables
-        grads_tf = dict(zip((v.path for v in variables), tape.gradient(loss_tf, variables), strict=True))
-    return logits_torch.detach().numpy(), logits_tf.numpy(), grads_tf
+        logits_keras, grads_keras = _keras_gradients(keras_model, images.transpose(0, 2, 3, 1), labels,
+                                                     training=training)
+    return logits_torch.detach().numpy(), logits_keras, grads_keras
 
 
 def _pairs(spec, modules, keras_model, labels: tuple[str, ...], keras_value, *, gradient: bool):
     """``(layer.variable, torch tensor, Keras tensor in torch's layout)`` for the Keras variables named in
     ``labels``, over ``modules`` (the torch module of each spec layer with weights), both torch tensors and views
     where possible: no copy of VGG's big kernels is made to compare them."""
-    from zoo.transfer import from_tensorflow, keras_variables, torch_layout, torch_tensor
+    from zoo.transfer import from_keras, keras_variables, torch_layout, torch_tensor
 
     for layer_name, module in modules.items():
         kind = spec.layer(layer_name).kind
         for label, variable in keras_variables(keras_model.get_layer(layer_name)).items():
             if label not in labels:
                 continue
-            got = torch_layout(spec, layer_name, label, from_tensorflow(keras_value(variable)))
+            got = torch_layout(spec, layer_name, label, from_keras(keras_value(variable)))
             expected = torch_tensor(module, kind, label, gradient=gradient)
             if expected is None:
                 raise ValueError(f"{spec.name}: torch {layer_name} has no {'gradient' if gradient else label}")
             yield f"{layer_name}.{label}", expected.detach().reshape(got.shape), got
 
 
-def _gradient_pairs(spec, modules, keras_model, grads_tf):
+def _gradient_pairs(spec, modules, keras_model, grads_keras):
     """Every trainable variable's gradient in both frameworks."""
     from zoo.transfer import TRAINABLE
 
-    return _pairs(spec, modules, keras_model, TRAINABLE, lambda variable: grads_tf[variable.path], gradient=True)
+    return _pairs(spec, modules, keras_model, TRAINABLE, lambda variable: grads_keras[variable.path], gradient=True)
 
 
 def _statistic_pairs(spec, modules, keras_model):
@@ -291,15 +376,29 @@ def default_batch_size(name: str) -> int:
     return 2 if "bn" in zoo.get_spec(name).kinds else 1
 
 
-def check_parity(name: str, *, batch_size: int | None = None, seed: int = 0) -> ParityResult:
+def check_parity(name: str, *, batch_size: int | None = None, seed: int = 0, other: str = "tf") -> ParityResult:
     """Build ``name`` in both frameworks, transfer the torch weights, and compare logits, gradients and, for a
-    network with BatchNorm, the moving statistics after the training pass."""
-    return _parity(name, batch_size or default_batch_size(name), seed)[0]
+    network with BatchNorm, the moving statistics after the training pass.
+
+    ``other``: the engine running the Keras twin, which must be the one of this process's Keras backend (``"tf"``
+    for TensorFlow, ``"jax"`` for JAX with ``jax_enable_x64`` on); the result records it.
+    """
+    return _parity(name, batch_size or default_batch_size(name), seed, other)[0]
 
 
-def _parity(name: str, batch_size: int, seed: int):
+def prove_keras_twin(name: str, batch_size: int | None, seed: int, other: str) -> tuple[ParityResult, dict[str, int]]:
+    """The proof of an engine that runs the Keras twins (``other``, ``"jax"`` in a process that set
+    ``KERAS_BACKEND=jax`` and ``jax_enable_x64`` first): the parity figures against torch, as ``check_parity``
+    (``batch_size`` None: ``default_batch_size``), and the float32 Keras twin's counts as that engine sees them
+    (``framework_counts`` of ``"tf"``, the Keras definitions)."""
+    result, _, keras_model = _parity(name, batch_size or default_batch_size(name), seed, other)
+    return result, framework_counts(name, "tf", keras_model)
+
+
+def _parity(name: str, batch_size: int, seed: int, other: str = "tf"):
     """The parity figures, and the float32 twins they were measured on (for their counts)."""
     load_frameworks()
+    _check_engine(other)
 
     import zoo
 
@@ -311,15 +410,15 @@ def _parity(name: str, batch_size: int, seed: int):
     torch_model, keras_model, modules = twins.pop("float64")
     batchnorm = "bn" in spec.kinds
     if batchnorm:
-        logits_t, logits_tf = _logits(torch_model, keras_model, images)
+        logits_t, logits_k = _logits(torch_model, keras_model, images)
         # Training mode: BatchNorm on batch statistics, updating its moving ones, as a benchmarked step does.
-        _, _, grads_tf = _backward(torch_model, keras_model, images, labels, training=True)
+        _, _, grads_k = _backward(torch_model, keras_model, images, labels, training=True)
     else:
         # Without BatchNorm, training mode with dropout off is inference: one pass gives logits and gradients.
-        logits_t, logits_tf, grads_tf = _backward(torch_model, keras_model, images, labels, training=False)
-    logits_diff = float(np.max(np.abs(logits_t - logits_tf)))
+        logits_t, logits_k, grads_k = _backward(torch_model, keras_model, images, labels, training=False)
+    logits_diff = float(np.max(np.abs(logits_t - logits_k)))
     logits_scale = float(np.max(np.abs(logits_t)))
-    worst_rel, worst_abs, worst_name = _worst(_gradient_pairs(spec, modules, keras_model, grads_tf))
+    worst_rel, worst_abs, worst_name = _worst(_gradient_pairs(spec, modules, keras_model, grads_k))
     statistics: dict = {}
     if batchnorm:
         stats_rel, _, stats_worst = _worst(_statistic_pairs(spec, modules, keras_model))
@@ -327,14 +426,14 @@ def _parity(name: str, batch_size: int, seed: int):
     del torch_model, keras_model, modules
 
     torch32, keras32 = twins.pop("float32")
-    logits32, logits32_tf = _logits(torch32, keras32, images.astype(np.float32))
-    fp32_rel = _relative(float(np.max(np.abs(logits32 - logits32_tf))), float(np.max(np.abs(logits32))))
+    logits32, logits32_k = _logits(torch32, keras32, images.astype(np.float32))
+    fp32_rel = _relative(float(np.max(np.abs(logits32 - logits32_k))), float(np.max(np.abs(logits32))))
 
     result = ParityResult(
         model=name,
         batch_size=batch_size,
         reference="torch",
-        other="tf",
+        other=other,
         logits_max_abs_diff=logits_diff,
         logits_max_abs=logits_scale,
         logits_rel_diff=_relative(logits_diff, logits_scale),

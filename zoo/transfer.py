@@ -15,6 +15,8 @@ LRN, pooling, ReLU, dropout, additions and concatenations hold no weights.
 
 Tensors cross from torch to TensorFlow through DLPack, without a copy: a float64 VGG's transfer took seconds
 per big kernel through numpy (TensorFlow copies a numpy array into a tensor slowly), a tenth of that this way.
+Under another Keras backend (JAX) they cross as numpy arrays, which the variable's assignment copies; ``to_keras``
+and ``from_keras`` are the one place that tells the backends apart.
 """
 
 from __future__ import annotations
@@ -145,6 +147,25 @@ def from_tensorflow(tensor) -> torch.Tensor:
     return torch.utils.dlpack.from_dlpack(tf.experimental.dlpack.to_dlpack(tf.convert_to_tensor(tensor)))
 
 
+def to_keras(tensor: torch.Tensor):
+    """A value for a Keras variable of the running backend, from a CPU torch tensor: under TensorFlow a tensor
+    sharing its memory (DLPack), under any other backend a numpy view that the variable's assignment copies."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return to_tensorflow(tensor)
+    return tensor.contiguous().numpy()
+
+
+def from_keras(value) -> torch.Tensor:
+    """A torch tensor sharing the memory of a Keras variable or a tensor of the running backend (DLPack, no copy)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return from_tensorflow(value)
+    return torch.utils.dlpack.from_dlpack(keras.ops.convert_to_tensor(value))
+
+
 def keras_variables(layer) -> dict[str, object]:
     """A Keras layer's variables by their own names (``kernel``, ``bias``, ``gamma``, ``moving_mean``...)."""
     return {variable.name: variable for variable in layer.weights}
@@ -161,4 +182,4 @@ def torch_to_keras(spec: ModelSpec, torch_model: torch.nn.Module, keras_model,
         if expected != received:
             raise ValueError(f"{spec.name}.{name}: Keras expects {expected}, converted torch gives {received}")
         for key, value in values.items():
-            variables[key].assign(to_tensorflow(value.to(getattr(torch, variables[key].dtype))))
+            variables[key].assign(to_keras(value.to(getattr(torch, variables[key].dtype))))

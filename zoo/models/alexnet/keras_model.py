@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 from zoo.keras_common import adaptive_avg_pool2d, conv2d, image_input
 from zoo.models.alexnet import ALEXNET, ALEXNET_2012, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
@@ -15,9 +14,12 @@ class LocalResponseNormalization(layers.Layer):
     """Local response normalisation across channels (NHWC), in the Caffe/torch convention.
 
     ``alpha`` is divided by ``size`` here, as Caffe and ``torch.nn.LocalResponseNorm`` do;
-    ``tf.nn.local_response_normalization`` does not divide, so it receives ``alpha / size``. TensorFlow's LRN
-    kernel has no float64, which the parity proof computes in (``zoo.parity``); there the same formula is
-    written out with elementary ops, and a test holds the fused kernel to it in float32.
+    ``tf.nn.local_response_normalization`` does not divide, so it receives ``alpha / size``.
+
+    Under TensorFlow, float32 (the precision benchmarked) runs TensorFlow's fused LRN kernel, as the TensorFlow
+    twin always has; that kernel has no float64, which the parity proof computes in (``zoo.parity``), and other
+    Keras backends (JAX) have no LRN op at all: there the same formula is written out in ``keras.ops``. A test holds
+    the fused kernel to the written-out formula in float32.
     """
 
     spec_kind = "lrn"
@@ -29,19 +31,26 @@ class LocalResponseNormalization(layers.Layer):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def call(self, inputs):
-        if inputs.dtype == tf.float64:
+        if keras.backend.backend() != "tensorflow" or keras.backend.standardize_dtype(inputs.dtype) == "float64":
             return self._written_out(inputs)
+        import tensorflow as tf  # only on the TensorFlow backend: the JAX twin must not load TensorFlow
+
         return tf.nn.local_response_normalization(
             inputs, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha / self.size, beta=self.beta
         )
 
     def _written_out(self, inputs):
-        """b = a / (k + alpha / size * sum of a^2 over the ``size`` channels centred on a's) ** beta."""
+        """b = a / (k + alpha / size * sum of a^2 over the ``size`` channels centred on a's) ** beta.
+
+        The window's shifted squares are stacked and summed over the stack: under TensorFlow that adds them in the
+        order ``tf.add_n`` did, forward and backward, where a chain of additions would accumulate the gradient in
+        another order and move the float64 proof's figures in their last bits.
+        """
         half = self.size // 2
-        squares = tf.pad(tf.square(inputs), [[0, 0], [0, 0], [0, 0], [half, half]])
+        squares = ops.pad(ops.square(inputs), [[0, 0], [0, 0], [0, 0], [half, half]])
         channels = inputs.shape[-1]
-        window = tf.add_n([squares[..., offset:offset + channels] for offset in range(self.size)])
-        return inputs / tf.pow(self.k + self.alpha / self.size * window, self.beta)
+        window = ops.sum(ops.stack([squares[..., offset:offset + channels] for offset in range(self.size)]), axis=0)
+        return inputs / ops.power(self.k + self.alpha / self.size * window, self.beta)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
