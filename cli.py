@@ -96,8 +96,7 @@ def _os_reason(error: OSError) -> str:
 # Options shared by several commands, declared once; a list option takes a comma list and both spellings.
 ModelsArgument = Annotated[list[str] | None, typer.Argument(
     metavar="MODEL", help="Models: names, comma lists, shell wildcards (alexnet*) or 'all'.", show_default=False)]
-FrameworksOption = Annotated[str | None, typer.Option("--frameworks", "--framework",
-                                                      help="Comma list of torch, tf (pytorch, tensorflow).")]
+FrameworksOption = Annotated[str | None, typer.Option("--frameworks", "--framework", help=plan.ENGINES_HELP)]
 DeviceOption = Annotated[str | None, typer.Option("--device", "--devices", help="Comma list of cpu, cuda, cuda:N.")]
 ModesOption = Annotated[str | None, typer.Option("--modes", "--mode",
                                                  help="Comma list of forward, forward-backward, train.")]
@@ -149,7 +148,9 @@ def verify(
 
     Checks parameters, BatchNorm statistics and MACs of every installed build against the spec, then, for each
     pair of installed frameworks with a weight transfer, loads one's weights into the other and compares logits,
-    cross-entropy gradients and (with BatchNorm) the moving statistics after a training pass.
+    cross-entropy gradients and (with BatchNorm) the moving statistics after a training pass. Every other installed
+    engine is proven against the torch twin in a process of its own: jax like tf (the Keras twin under JAX, in
+    float64), the inference runtimes on the exported torch twin's float32 logits.
 
     Exit code: 0; 1 when anything differs; 2 for bad input; 3 when no framework is installed.
     """
@@ -161,6 +162,9 @@ def verify(
     if not installed:
         raise EnvironmentProblem("verify needs torch or TensorFlow installed (pip install -e .)")
     reports = [verify_model(name, frameworks=installed, batch_size=batch_size) for name in names]
+    from bench.proofs import add_engine_proofs
+
+    add_engine_proofs(reports, batch_size)
     all_passed = all(report["passed"] for report in reports)
     if as_json:
         _print_json({"passed": all_passed, "models": reports})

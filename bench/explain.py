@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import ledger as ld
 from bench.config import Config
+from bench.engines import get_engine
 from bench.explainer import ExplainOptions
 from bench.files import atomic_write_text
 from bench.protocol import Progress
@@ -38,6 +39,11 @@ def explain_configs(configs: Sequence[Config], out_path: Path | None, options: E
             config.model, config.mode, config.device, config.batch_size, config.precision, [], []))
         if observer is not None:
             observer.on_start(index, config)
+        if refusal := get_engine(config.framework).explain_refusal(config):
+            entry.reasons[config.framework] = refusal
+            if observer is not None and hasattr(observer, "on_finished"):
+                observer.on_finished(index, "not explained", True)
+            continue
         report, ending = _explain_one(config, options, timeout_s, observer, index)
         if report is not None and report.explained is not None:
             entry.steps.append(ld.StepLedger.from_dict(report.explained["step"]))

@@ -1,6 +1,7 @@
 """The device's dense matrix-multiply peak per precision: the denominator of MFU, a property of the device.
 
-Every installed framework multiplies square matrices of several sizes in its own worker process (IEEE fp32 for
+Every installed engine that can time one (the training frameworks; not the inference runtimes, which run only a
+graph they are given) multiplies square matrices of several sizes in its own worker process (IEEE fp32 for
 fp32: TF32 off), on the requested device; the best median rate over frameworks and sizes is the device's
 measured peak for that precision. It never depends on which frameworks a run times: a denominator that changed
 with ``--frameworks`` would make the same row 60% MFU in one run and 189% in another. Results are cached by the
@@ -26,7 +27,7 @@ from filelock import Timeout
 from bench.backend import Skip, parse_device
 from bench.child import exit_now, set_threads
 from bench.config import Config
-from bench.engines import get_engine, installed_engines, load_backend
+from bench.engines import ENGINES, get_engine, installed_engines, load_backend
 from bench.environment import available_cpus, cpu_model
 from bench.files import atomic_write_text, lock_of
 
@@ -103,7 +104,7 @@ def device_identity(device: str, environment: dict | None = None) -> dict:
     if recorded.get("gpu_name") and recorded.get("gpu_capability"):
         return {"kind": "cuda", "model": recorded["gpu_name"], "capability": recorded["gpu_capability"]}
     unusable = {}
-    engines = installed_engines()
+    engines = peak_engines()
     with ThreadPoolExecutor(max_workers=max(1, len(engines))) as pool:
         answers = pool.map(lambda framework: _run_worker(["--identify", "--worker", framework, "--device", device],
                                                          timeout_s=120), engines)
@@ -113,6 +114,11 @@ def device_identity(device: str, environment: dict | None = None) -> dict:
         if lines and "skip" in lines[0]:
             unusable[framework] = lines[0]["skip"]
     return {"kind": "cuda", "model": None, "capability": None, "unusable": unusable}
+
+
+def peak_engines() -> list[str]:
+    """The installed engines that can time a matrix product on a device (an inference runtime cannot)."""
+    return [name for name in installed_engines() if ENGINES[name].measures_peak]
 
 
 def _cache_key(identity: dict, framework: str, threads: int) -> str:
@@ -189,7 +195,7 @@ def measure_peaks(device: str, precisions: list[str] | None = None, threads: int
     threads = threads or available_cpus()
     identity = device_identity(device, environment)
     by_framework = {framework: measure_framework(framework, device, precisions, threads, identity)
-                    for framework in installed_engines()}
+                    for framework in peak_engines()}
     best: dict[str, float] = {}
     best_framework: dict[str, str] = {}
     for precision in precisions:

@@ -18,7 +18,7 @@ import zoo
 from bench.backend import parse_device
 from bench.config import PRECISIONS, Config
 from bench.data_parallel import check_replicas
-from bench.engines import get_engine, installed_engines
+from bench.engines import ENGINES, get_engine, installed_engines
 from bench.errors import EnvironmentProblem, UsageError
 from bench.launchers import Cluster, ClusterError
 from bench.modes import MODES
@@ -89,10 +89,17 @@ def devices(value: str) -> list[str]:
     return named
 
 
+_ALIASES = ", ".join(f"{alias} = {engine.name}" for engine in ENGINES.values() for alias in engine.aliases)
+ENGINES_HELP = f"Comma list of engines: {', '.join(ENGINES)} ({_ALIASES}), or all: every installed one."
+
+
 def engines(value: str) -> list[str]:
-    """Engine names by any accepted spelling, each once, in the order given."""
+    """Engine names by any accepted spelling, each once, in the order given; ``all`` is every installed engine."""
     chosen: list[str] = []
     for item in split(value, "frameworks"):
+        if item.strip().lower() == "all":
+            chosen.extend(name for name in installed_engines() if name not in chosen)
+            continue
         try:
             name = get_engine(item).name
         except zoo.UnknownNameError as error:
@@ -103,11 +110,11 @@ def engines(value: str) -> list[str]:
 
 
 def require_installed(names: Iterable[str]) -> None:
-    installed = installed_engines()
-    for name in names:
-        if name not in installed:
-            package = zoo.get_framework(get_engine(name).definitions).package
-            raise EnvironmentProblem(f"{name}: {package} is not installed (pip install -e .)")
+    """At least one of the engines must be installed; the others' configurations are skipped, each saying what
+    installs it."""
+    names = list(names)
+    if names and not set(names) & set(installed_engines()):
+        raise EnvironmentProblem("; ".join(get_engine(name).not_installed() for name in names))
 
 
 def threshold(text: str) -> float:

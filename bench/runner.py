@@ -192,7 +192,9 @@ class RunRecorder:
     def record(self, index: int, result: Result, facts: dict | None = None) -> Result | None:
         """Add one process's result and save; returns the configuration's final result once it has one."""
         config = self.configs[index]
-        if result.status == "skipped":
+        # Only a worker's skip holds for its framework, device, precision and layout; the table's refusals depend
+        # on more (the mode, the replicas) and are asked again of every configuration.
+        if result.status == "skipped" and get_engine(config.framework).refusal(config) is None:
             self._skip_reasons[_skip_key(config)] = result.reason
         for key, section in (("framework", "frameworks"), ("device", "devices")):
             if (facts or {}).get(key):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -415,6 +417,90 @@ class TorchBackend:
         # One call per measurement: per-call times, the statistic the harness reports.
         return (lambda calls: [timer.timeit(1).mean * 1e3 for _ in range(calls)]), "torch.utils.benchmark.Timer"
 
+
+
+# The names the exported graph gives its one input and one output, which the ONNX engines feed and read.
+ONNX_INPUT, ONNX_OUTPUT = "images", "logits"
+ONNX_EXPORTER = "torch.onnx.export(dynamo=True): torch.export graph translated by onnxscript, then optimised"
+
+
+def export_onnx(model: torch.nn.Module, images: torch.Tensor, path: str | os.PathLike) -> dict:
+    """Write ``model`` (in eval mode) applied to ``images`` as an ONNX graph at ``path``, and return the facts of the
+    export: exporter, opset, bytes written (the graph and its external weights) and seconds taken.
+
+    The one export of the engines that run the torch twins in an ONNX runtime (``bench.onnx_backend``,
+    ``bench.openvino_backend``), so both run the same graph. It lives here, beside the twins it exports, because the
+    engine table names this module and importing it loads torch alone, never the other runtime. The exporter is
+    named rather than left to torch's default, which has changed between releases (it was the TorchScript
+    exporter); its opset is torch's default for it, read back from the file. The batch is fixed (no dynamic axes), as
+    in every other engine: a runtime plans memory and picks kernels for the shapes it is given.
+    """
+    import onnx
+
+    path = Path(path)
+    start = time.perf_counter()
+    program = torch.onnx.export(model, (images,), str(path), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                                dynamo=True, verbose=False)
+    seconds = time.perf_counter() - start
+    # onnxscript's rewrite rules (module globals) keep the last graph they matched, whose initialisers wrap the
+    # model's own parameters: without this the twin's weights would stay in the process for good, counted in the
+    # runtime's memory. The graph is written; its values are no longer needed.
+    graph_in_memory = getattr(getattr(program, "model", None), "graph", None)
+    for value in getattr(graph_in_memory, "initializers", {}).values():
+        value.const_value = None
+    graph = onnx.load(str(path), load_external_data=False)
+    opset = next((entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx")), None)
+    # The weights may sit in files beside the graph (external data), each named after it.
+    written = sum(file.stat().st_size for file in path.parent.iterdir() if file.name.startswith(path.name))
+    return {"exporter": ONNX_EXPORTER, "opset": opset, "onnx_bytes": written, "export_s": round(seconds, 3)}
+
+
+def prove_exported(name: str, batch_size: int, seed: int, other: str,
+                   run: Callable[[Path, np.ndarray], np.ndarray]) -> dict:
+    """The proof (``bench.proofs``) that an ONNX runtime runs the zoo's network: the float32 torch twin of ``name``
+    (weights from ``seed``) and ``run(onnx_path, images)``, ``other``'s logits of the same graph exported by
+    ``export_onnx``, on one standard-normal NCHW batch from ``seed``; passed when the largest difference of the
+    logits, relative to the largest torch logit, is within the zoo's float32 bound.
+
+    There is no weight transfer to prove here (the runtime runs the twin's own graph), so no float64 pass and no
+    gradients: what can go wrong is the export and the runtime's kernels, both of which the float32 logits show,
+    provided they depend on every layer. So BatchNorm's running statistics are first set to those of the batch:
+    with fresh ones and torchvision's small initial weights GoogLeNet's activations shrink layer by layer until its
+    logits are its last bias alone, and agreeing on them would prove nothing about the layers before.
+    """
+    import tempfile
+
+    from zoo.parity import FP32_LOGITS_RTOL
+
+    spec = zoo.get_spec(name)
+    torch.manual_seed(seed)
+    model = zoo.build(name, "torch").float().eval()
+    images = np.random.default_rng(seed).standard_normal((batch_size, *spec.input_shape)).astype(np.float32)
+    batch_norms = [module for module in model.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        if batch_norms:
+            for module in batch_norms:  # the batch's own statistics: a cumulative average over one batch
+                module.reset_running_stats()
+                module.momentum = None
+                module.train()
+            model(torch.from_numpy(images))
+            model.eval()
+        expected = model(torch.from_numpy(images)).numpy()
+    with tempfile.TemporaryDirectory(prefix="convbench-onnx-") as folder:
+        path = Path(folder) / f"{name}.onnx"
+        facts = export_onnx(model, torch.from_numpy(images), path)
+        got = np.asarray(run(path, images), dtype=np.float32)
+    diff = float(np.max(np.abs(expected - got))) if got.shape == expected.shape else float("inf")
+    scale = float(np.max(np.abs(expected)))
+    relative = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+    if not np.isfinite(relative):  # a NaN would otherwise pass every comparison
+        relative = float("inf")
+    return {"parity": {"model": name, "batch_size": batch_size, "reference": "torch", "other": other,
+                       "kind": "fp32 logits", "fp32_logits_max_abs_diff": diff, "fp32_logits_max_abs": scale,
+                       "fp32_logits_rel_diff": relative, "fp32_logits_rtol": FP32_LOGITS_RTOL,
+                       "passed": bool(relative <= FP32_LOGITS_RTOL), "exporter": facts["exporter"],
+                       "opset": facts["opset"]},
+            "counts": None}
 
 
 # Spec layers that are functions rather than modules, run alone by kind.

@@ -246,9 +246,10 @@ def _methodology_section(runs: Sequence[Run]) -> str:
         "high-water mark, reset between the windows) on a CPU, over the timed steps; the burn-in's peak, where "
         "cuDNN autotuning and compilers take their workspaces, is reported apart as *burn-in memory*.",
         f"FLOP convention: {'; '.join(conventions)}. MFU is the achieved FLOP/s over the device's peak for the "
-        "precision used: the best dense matrix-multiply rate over every installed framework and several matrix "
-        "sizes, IEEE fp32 for fp32 (TF32 off), measured once per device model and cached; it does not depend on "
-        "the frameworks a run times. Blank where the peak is unknown. The FLOPs are those of direct convolution: "
+        "precision used: the best dense matrix-multiply rate over every installed engine that can time one (not "
+        "the inference runtimes) and several matrix sizes, IEEE fp32 for fp32 (TF32 off), measured once per device "
+        "model and cached; it does not depend on the engines a run times. Blank where the peak is unknown. The "
+        "FLOPs are those of direct convolution: "
         f"a library that picks a Winograd or FFT algorithm does fewer multiplications, so an MFU above 100% "
         f"(marked {_rows.ABOVE_PEAK_MARK}) means such an algorithm, not a miscount."
         + _peak_lines(runs),

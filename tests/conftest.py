@@ -1,7 +1,6 @@
 """Shared test setup: quiet TensorFlow, caches in a temporary folder, frameworks loaded in an order that lets them
-share a process, and tests of a framework that is not installed skipped (a GPU machine may have torch alone)."""
+share a process, and tests of an engine that is not installed skipped (a GPU machine may have torch alone)."""
 
-import importlib.util
 import os
 import tempfile
 
@@ -19,8 +18,6 @@ try:
 except ImportError:
     pass
 
-_PACKAGES = {"torch": "torch", "tf": "tensorflow"}
-
 
 def pytest_addoption(parser):
     group = parser.getgroup("convbench")
@@ -33,12 +30,15 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    missing = {marker: package for marker, package in _PACKAGES.items() if importlib.util.find_spec(package) is None}
+    from bench.engines import ENGINES
+
+    # A test marked with an engine's name needs that engine installed.
+    missing = {name: engine.not_installed() for name, engine in ENGINES.items() if not engine.installed()}
     gpu = _cuda_available()
     for item in items:
-        for marker, package in missing.items():
+        for marker, reason in missing.items():
             if marker in item.keywords:
-                item.add_marker(pytest.mark.skip(reason=f"{package} is not installed"))
+                item.add_marker(pytest.mark.skip(reason=reason))
         if "no_gpu" in item.keywords and gpu:
             item.add_marker(pytest.mark.skip(reason="checks the path without a GPU, and one is visible here"))
         if "gpu" in item.keywords and not gpu:

@@ -182,4 +182,4 @@ def test_framework_not_installed_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "tensorflow" else real_find_spec(name, *a))
     assert cli.main(["bench", "lenet", "--frameworks", "tf"]) == 3
-    assert capsys.readouterr().err.strip() == "error: tf: tensorflow is not installed (pip install -e .)"
+    assert capsys.readouterr().err.strip() == "error: tf: tensorflow not installed (pip install -e .)"

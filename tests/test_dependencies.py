@@ -12,6 +12,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from bench.engines import ENGINES
+
 try:
     import tomllib
 except ImportError:  # Python 3.10: the dev extra brings tomli
@@ -34,11 +36,21 @@ def _normalise(name: str) -> str:
 
 
 def _declared(*groups: str) -> set[str]:
-    """Distributions of the runtime dependencies and of the named optional groups."""
+    """Distributions of the runtime dependencies and of the named optional groups, with the groups a group names
+    of this project itself (``convbench[all]``)."""
     project = PYPROJECT["project"]
     requirements = list(project["dependencies"])
-    for group in groups:
-        requirements += project["optional-dependencies"][group]
+    pending, seen = list(groups), set()
+    while pending:
+        group = pending.pop()
+        if group in seen:
+            continue
+        seen.add(group)
+        for requirement in project["optional-dependencies"][group]:
+            if _distribution(requirement) == _normalise(project["name"]):
+                pending += re.search(r"\[(.*)\]", requirement).group(1).split(",")
+            else:
+                requirements.append(requirement)
     return {_distribution(requirement) for requirement in requirements}
 
 
@@ -77,9 +89,25 @@ def _package_paths() -> list[Path]:
         REPO / f"{name}.py" for name in sorted(SETUPTOOLS["py-modules"])]
 
 
-def test_package_imports_are_runtime_dependencies():
-    # The cuda extra only adds TensorFlow's GPU libraries, which no module imports by name.
-    assert _undeclared(_package_paths(), _declared()) == []
+def test_package_imports_are_runtime_dependencies_or_engine_extras():
+    # The cuda extra only adds TensorFlow's GPU libraries, which no module imports by name. An engine's runtime
+    # (jax, onnxruntime, openvino) comes with its extra; the test below holds each engine's module to its own.
+    assert _undeclared(_package_paths(), _declared("all")) == []
+
+
+def test_each_engine_installed_by_an_extra_has_its_imports_in_that_extra():
+    for engine in ENGINES.values():
+        extra = re.fullmatch(r"pip install -e '\.\[(\w+)\]'", engine.install)
+        if extra is None:
+            continue
+        module = REPO / (engine.backend.split(":")[0].replace(".", "/") + ".py")
+        assert _undeclared([module], _declared(extra.group(1))) == [], engine.name
+        # Its packages, as the table lists them, are what that extra installs.
+        providers = metadata.packages_distributions()
+        for package in engine.packages:
+            assert {_normalise(name) for name in providers.get(package, [package])} & _declared(extra.group(1)), (
+                engine.name, package)
+    assert _declared("all") >= _declared("jax") | _declared("onnx") | _declared("openvino")
 
 
 def test_test_imports_are_declared_for_the_dev_install():

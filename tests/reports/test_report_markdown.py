@@ -47,7 +47,7 @@ def test_methodology_comes_from_the_configurations_and_modes(mixed_run, tmp_path
     assert "fresh worker process" in methodology
     assert "synchronisation" in methodology
     assert "2 FLOPs per multiply-accumulate" in methodology and "every layer but the first" in methodology
-    assert "does not depend on the frameworks a run times" in methodology
+    assert "does not depend on the engines a run times" in methodology
     assert "Threads per worker: 2." in methodology
 
 

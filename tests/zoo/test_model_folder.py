@@ -1,5 +1,5 @@
 """A model is one folder: one added under ``zoo/models/`` of a copy of the project, and nothing else edited, is
-listed, verified and benchmarked."""
+listed, verified and benchmarked, in every installed engine."""
 
 import json
 import os
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import zoo
+from bench.engines import ENGINES, installed_engines
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -92,20 +93,34 @@ def test_a_new_folder_is_verified(project_with_tinynet):
     assert document["passed"] and report["passed"] and report["counts_ok"]
     counts = {"params": 376, "statistics": 8, "macs": 1_984}
     assert report["expected"] == report["frameworks"]["torch"] == report["frameworks"]["tf"] == counts
-    (parity,) = report["parity"]
-    assert (parity["reference"], parity["other"]) == ("torch", "tf")
-    assert parity["batch_size"] == 2  # BatchNorm: two images, so that batch statistics are batch statistics
-    assert parity["fp32_logits_rel_diff"] <= 1e-4 and parity["grads_rel_diff"] <= 1e-10
-    assert parity["statistics_rel_diff"] <= 1e-10  # its BatchNorm statistics were compared
+    parities = {parity["other"]: parity for parity in report["parity"]}
+    proven = [name for name in installed_engines() if name != "torch"]
+    assert sorted(parities) == sorted(proven) and all(parity["reference"] == "torch" for parity in parities.values())
+    for parity in parities.values():
+        assert parity["passed"] and parity["fp32_logits_rel_diff"] <= 1e-4
+    for other in {"tf", "jax"} & set(parities):  # the Keras twin, under each Keras backend
+        parity = parities[other]
+        assert parity["batch_size"] == 2  # BatchNorm: two images, so that batch statistics are batch statistics
+        assert parity["grads_rel_diff"] <= 1e-10
+        assert parity["statistics_rel_diff"] <= 1e-10  # its BatchNorm statistics were compared
+    if "jax" in parities:
+        assert report["frameworks"]["jax"] == counts
 
 
 @pytest.mark.torch
 @pytest.mark.tf
-def test_a_new_folder_is_benchmarked(project_with_tinynet, tmp_path):
-    completed = _cli(project_with_tinynet, "bench", "tinynet", "--frameworks", "torch,tf", "--modes",
-                     "forward-backward", "--batch-size", "2", "--iters", "5", "--warmup", "1", "--no-peak",
-                     "--out", str(tmp_path / "run"), "--json")
+def test_a_new_folder_is_benchmarked_in_every_installed_engine(project_with_tinynet, tmp_path):
+    completed = _cli(project_with_tinynet, "bench", "tinynet", "--frameworks", "all", "--modes", "forward,train",
+                     "--batch-size", "2", "--iters", "5", "--warmup", "1", "--no-peak", "--out", str(tmp_path / "run"),
+                     "--json")
     assert completed.returncode == 0, completed.stderr
     results = json.loads(completed.stdout)["results"]
-    assert {(r["model"], r["framework"], r["status"]) for r in results} == {
-        ("tinynet", "torch", "ok"), ("tinynet", "tf", "ok")}
+    expected = {(engine, mode): "ok" if mode in ENGINES[engine].modes else "skipped"
+                for engine in installed_engines() for mode in ("forward", "train")}
+    assert {(r["framework"], r["mode"]): r["status"] for r in results if r["model"] == "tinynet"} == expected
+    for result in results:
+        if result["status"] == "skipped":  # an inference runtime asked to train, refused in one line
+            assert result["reason"] == (f"{result['framework']}: runs the modes forward, not train "
+                                        "(an inference runtime: no gradients)")
+        else:
+            assert len(result["samples_ms"]) == 5 and result["first_step_ms"] > 0
