@@ -5,9 +5,9 @@ A thin layer over ``zoo``, ``bench`` and ``reports``: it parses, calls, prints a
 Every error is one line on stderr; ``--debug`` shows the traceback as well.
 
 Exit codes (``ExitCode``): 0 success; 1 a regression, a failed configuration or a difference found; 2 bad usage;
-3 an environment problem (an engine not installed, a file that cannot be read or written, nothing measurable on
-this machine, a history that is locked or unreadable); 128 + N when stopped by signal N (130 Ctrl-C, 143 SIGTERM),
-with what was measured saved.
+3 an environment problem (none of the engines asked for installed, a file that cannot be read or written, nothing
+measurable on this machine, a history that is locked or unreadable); 128 + N when stopped by signal N (130 Ctrl-C,
+143 SIGTERM), with what was measured saved.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # paragraphs of docstrings and help reflow to the terminal
     help="Classic CNNs in PyTorch and TensorFlow, proven equivalent and timed honestly. Exit codes: 0 success; "
          "1 a regression, a failed configuration or a difference found; 2 bad usage; 3 an environment problem "
-         "(engine not installed, file unreadable or unwritable, nothing measurable here); 130 / 143 stopped by "
-         "Ctrl-C / SIGTERM.",
+         "(no engine asked for installed, file unreadable or unwritable, nothing measurable here); 130 / 143 "
+         "stopped by Ctrl-C / SIGTERM.",
 )
 console = Console()
 errors = Console(stderr=True)
@@ -260,7 +260,7 @@ def bench(
     the run history (`history show`, `history check`) when it ends, also when it is stopped.
 
     Exit code: 0 when something was measured and nothing failed; 1 when a configuration failed; 2 for bad input;
-    3 when nothing could be measured here (every configuration skipped) or an engine is not installed;
+    3 when nothing could be measured here (every configuration skipped) or none of the engines asked for is installed;
     130 / 143 when stopped by Ctrl-C / SIGTERM (what was measured is saved).
     """
     grid = plan.Grid(models, frameworks, device, modes, batch_size, precision, timing, compile_, channels_last,
@@ -332,7 +332,7 @@ def explain(
     the difference between their steps. Writes OUT/explain.json and OUT/explain.md with a stacked bar per framework.
 
     Exit code: 0; 1 when a framework could not be explained (skipped or failed: its reason is printed); 2 for bad
-    input; 3 when an engine is not installed; 130 / 143 when stopped (what was explained is saved).
+    input; 3 when none of the engines asked for is installed; 130 / 143 when stopped (what was explained is saved).
     """
     from bench import ledger
     from bench.explain import EXPLAIN_FILE_NAME, explain_configs
@@ -410,23 +410,25 @@ def fidelity(
     process per framework (AlexNet at batch 8, LeNet at batch 1), and say whether their median per-call times agree
     within each case's target.
 
-    Exit code: 0; 1 when a case is outside its target or a framework's worker failed; 2 for bad input; 3 when a
-    framework asked for is not installed.
+    Exit code: 0; 1 when a case is outside its target or a framework's worker failed; 2 for bad input; 3 when none
+    of the engines asked for is installed (one that is not is skipped, saying what installs it).
     """
-    from bench.engines import installed_engines
+    from bench.engines import get_engine, installed_engines
     from bench.environment import available_cpus
     from bench.fidelity import ROUNDS, measure
 
     chosen = plan.engines(frameworks) if frameworks is not None else installed_engines()
     plan.require_installed(chosen)
-    rows, failures = measure(chosen, threads or available_cpus())
+    skipped = [get_engine(name).not_installed() for name in chosen if name not in installed_engines()]
+    rows, failures = measure([name for name in chosen if name in installed_engines()], threads or available_cpus())
     if as_json:
-        _print_json({"threads": threads or available_cpus(), "rounds": ROUNDS, "cases": rows, "failures": failures})
+        _print_json({"threads": threads or available_cpus(), "rounds": ROUNDS, "cases": rows, "failures": failures,
+                     "skipped": skipped})
     else:
         from reports.table import fidelity_table
 
         console.print(fidelity_table(rows, threads or available_cpus(), ROUNDS))
-    for line in failures:
+    for line in [*(f"skipped {line}" for line in skipped), *failures]:
         _say(line, to_errors=True)
     if failures or not all(row["within_target"] for row in rows):
         raise typer.Exit(ExitCode.FAILED)
@@ -646,8 +648,8 @@ def interleave(
     Defaults: base HEAD, new the working tree, which answers "did my uncommitted change make it slower?".
 
     Exit code: 0; 1 when --fail-on-regression finds a configuration slower or now failing, or a configuration
-    failed; 2 for bad input (an unknown revision, a missing interpreter); 3 when an engine is not installed;
-    130 / 143 when stopped.
+    failed; 2 for bad input (an unknown revision, a missing interpreter); 3 when none of the engines asked for is
+    installed; 130 / 143 when stopped.
     """
     fraction = plan.threshold(threshold)
     if not models:

@@ -29,6 +29,14 @@ def pytest_addoption(parser):
                          "hold every kind of layer of the zoo), all, or names")
 
 
+def pytest_configure(config):
+    from bench.engines import ENGINES
+
+    # A marker per engine, named after it, from the engine table: an engine added there is a marker here.
+    for name, engine in ENGINES.items():
+        config.addinivalue_line("markers", f"{name}: needs the {engine.title} engine ({engine.install})")
+
+
 def pytest_collection_modifyitems(config, items):
     from bench.engines import ENGINES
 
