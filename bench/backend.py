@@ -6,7 +6,9 @@ An engine's backend is named in its entry of ``bench.engines`` and imported only
 
 from __future__ import annotations
 
+import gc
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -125,6 +127,25 @@ class Backend(Protocol):
     def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
         """The framework's own way of timing the prepared forward step (``bench.fidelity`` holds the harness to it):
         a function taking a number of calls and giving each call's ms, and what it is."""
+
+
+def bare_loop(call: Callable[[], object]) -> Callable[[int], list[float]]:
+    """A framework's own call timed call by call, as a ``reference_timer`` gives it: the garbage collector off during
+    the loop, as timeit (and so torch's Timer) does; ``call`` itself waits for whatever it started."""
+
+    def timed(calls: int) -> list[float]:
+        samples = []
+        gc.disable()
+        try:
+            for _ in range(calls):
+                start = time.perf_counter()
+                call()
+                samples.append((time.perf_counter() - start) * 1e3)
+        finally:
+            gc.enable()
+        return samples
+
+    return timed
 
 
 def parse_device(device: str) -> tuple[str, int]:

@@ -29,8 +29,6 @@ sys.modules.setdefault("tensorflow", None)
 # rather than the pool XLA would reserve up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import gc  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from functools import partial  # noqa: E402
 
@@ -43,6 +41,7 @@ import zoo  # noqa: E402
 from bench.backend import (  # noqa: E402
     FP16_LOSS_SCALE,
     Skip,
+    bare_loop,
     cpu_precision_skip_reason,
     host_data,
     nvidia_driver,
@@ -274,20 +273,7 @@ class JaxBackend:
         trainable = [variable.value for variable in model.trainable_variables]
         kept = [variable.value for variable in model.non_trainable_variables]
         bare = jax.jit(lambda images: model.stateless_call(trainable, kept, images, training=False)[0])
-
-        def bare_round(calls: int) -> list[float]:
-            samples = []
-            gc.disable()  # as timeit (and so torch's Timer) does
-            try:
-                for _ in range(calls):
-                    start = time.perf_counter()
-                    bare(images).block_until_ready()
-                    samples.append((time.perf_counter() - start) * 1e3)
-            finally:
-                gc.enable()
-            return samples
-
-        return bare_round, "bare jax.jit loop with block_until_ready"
+        return bare_loop(lambda: bare(images).block_until_ready()), "bare jax.jit loop with block_until_ready"
 
 
 def prove(name: str, batch_size: int, seed: int) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import glob
 import json
 import os
@@ -21,6 +20,7 @@ from bench import ledger as ld
 from bench.backend import (
     FP16_LOSS_SCALE,
     Skip,
+    bare_loop,
     cpu_precision_skip_reason,
     host_data,
     nvidia_driver,
@@ -408,20 +408,7 @@ class TFBackend:
     def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
         model, images = self.model, self.images
         bare = tf.function(lambda: model(images, training=False))  # its own tf.function of the same network
-
-        def bare_round(calls: int) -> list[float]:
-            samples = []
-            gc.disable()  # as timeit (and so torch's Timer) does
-            try:
-                for _ in range(calls):
-                    start = time.perf_counter()
-                    bare()
-                    samples.append((time.perf_counter() - start) * 1e3)
-            finally:
-                gc.enable()
-            return samples
-
-        return bare_round, "bare tf.function loop"
+        return bare_loop(bare), "bare tf.function loop"
 
 
 

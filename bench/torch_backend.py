@@ -18,6 +18,7 @@ from bench import ledger as ld
 from bench.backend import (
     FP16_LOSS_SCALE,
     Skip,
+    bare_loop,
     cpu_precision_skip_reason,
     host_data,
     nvidia_driver,
@@ -453,6 +454,135 @@ def export_onnx(model: torch.nn.Module, images: torch.Tensor, path: str | os.Pat
     # The weights may sit in files beside the graph (external data), each named after it.
     written = sum(file.stat().st_size for file in path.parent.iterdir() if file.name.startswith(path.name))
     return {"exporter": ONNX_EXPORTER, "opset": opset, "onnx_bytes": written, "export_s": round(seconds, 3)}
+
+
+class ExportedTwinBackend:
+    """What the engines over the exported torch twin share (``bench.onnx_backend``, ``bench.openvino_backend``):
+    the twin and its input prepared as the torch engine prepares them, the export and the runtime's own preparation
+    (a session, a compilation) in the step's first call, so the burn-in's first step reports them as it reports
+    compile time for XLA or torch.compile, and what such a runtime does not do (gradients, a matmul peak, a
+    per-layer profile). A subclass says how its runtime opens the exported file (``_open``, returning the one call
+    a step makes), checks its device and precision, and reports its facts and settings.
+    """
+
+    name: str
+    exits_at_once_after_leave = True  # never a rank: these engines have no data-parallel runtime
+    reference: str  # what its reference timer calls, for the fidelity table
+    # Texts of an allocation failure in the runtimes (operator new, their arenas and allocators, cudaMalloc).
+    out_of_memory = ("bad_alloc", "failed to allocate", "out of memory", "cannot allocate")
+
+    def __init__(self) -> None:
+        self.model: object = None  # the torch twin until the first step, then the runtime's prepared model
+        self.images: object = None  # the input batch as the runtime reads it
+        self._threads = 1
+        self._twin: torch.nn.Module | None = None
+        self._config: Config | None = None
+        self._run: Callable[[], object] | None = None  # one call of the runtime, once it is prepared
+        self._export: dict = {}
+
+    def configure(self, config: Config, threads: int) -> None:
+        self._threads = threads
+        # torch builds and exports the twin in this process: the same threads, one inter-op thread.
+        torch.set_num_threads(threads)
+        if torch.get_num_interop_threads() != 1:
+            torch.set_num_interop_threads(1)
+
+    def _export_check(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("onnxscript") is None:
+            raise Skip(f"{self.name}: the torch export to ONNX needs onnxscript (pip install onnxscript)")
+
+    def _twin_and_images(self, twin: torch.nn.Module, images: np.ndarray, config: Config):
+        """The twin and input in the configuration's precision (the graph a runtime is given is fp32 unless said)."""
+        return twin, images
+
+    def prepare(self, config: Config, data: tuple[np.ndarray, np.ndarray] | None = None) -> Callable[[], object]:
+        """The twin and its input, ready for the step, whose first call exports the twin and opens the runtime."""
+        spec = zoo.get_spec(config.model)
+        torch.manual_seed(0)  # the torch engine's weights; the data come from bench.backend.host_data
+        images, _ = data or host_data(spec.input_shape, spec.num_classes, config.batch_size)
+        twin, images = self._twin_and_images(zoo.build(config.model, "torch").eval(), images, config)
+        self._twin, self._config = twin, config
+        self.model, self.images = twin, np.ascontiguousarray(images)
+        self._run, self._export = None, {}
+
+        def step() -> object:
+            if self._run is None:
+                self._start()
+            return self._run()
+
+        return step
+
+    def _start(self) -> None:
+        """Export the twin and let the runtime prepare it; from then on its weights live in the runtime alone, so the
+        process's memory is the runtime's."""
+        import gc
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="convbench-onnx-") as folder:
+            path = Path(folder) / f"{self._config.model}.onnx"
+            self._export = export_onnx(self._twin, torch.from_numpy(self.images), path)
+            # The runtime reads the graph and its weights now; the folder may go once it has.
+            self._run = self._open(path, self._config)
+        self._twin = None
+        gc.collect()  # the export's graphs hold the twin's parameters in reference cycles
+
+    def _open(self, path: Path, config: Config) -> Callable[[], object]:
+        """Prepare the exported graph at ``path`` in the runtime (setting ``self.model``) and return one step's call."""
+        raise NotImplementedError
+
+    def _export_settings(self) -> dict:
+        return {key: self._export.get(key) for key in ("exporter", "opset", "onnx_bytes", "export_s")}
+
+    def synchronize(self) -> None:
+        pass  # the runtime's call returns once the outputs are written (a GPU binding overrides this)
+
+    def trace_count(self) -> int:
+        return 0  # the graph is prepared once, in the first step
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory_bytes(self) -> int | None:
+        return None  # the worker measures the process; the runtimes keep no peak for Python to read
+
+    def device_busy(self, steps: int) -> float | None:
+        return None
+
+    def matmul(self, device: str, precision: str, size: int) -> Callable[[], object]:
+        raise NotImplementedError(f"{self.name}: does not time a matrix-product peak (the engine table says "
+                                  "measures_peak=False; the peak of the device is measured by another engine)")
+
+    def is_out_of_memory(self, error: BaseException) -> bool:
+        text = str(error).lower()
+        return isinstance(error, MemoryError) or any(message in text for message in self.out_of_memory)
+
+    def _not_explained(self) -> Skip:
+        from bench.engines import get_engine
+
+        # explain refuses the engine before it starts (the table); a direct call says the same.
+        return Skip(f"{self.name}: {get_engine(self.name).explains}")
+
+    def profile_layers(self, config: Config, windows: int) -> dict:
+        raise self._not_explained()
+
+    def layer_steps(self, config: Config) -> dict[str, Callable[[], object]]:
+        raise self._not_explained()
+
+    def _reference_call(self) -> Callable[[], object]:
+        """The runtime's own call, waiting for its outputs; the step's call unless the runtime needs more."""
+        return self._run
+
+    def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
+        """The runtime's own call in a bare loop, each call timed; the runtime is prepared first if no step has."""
+
+        def bare_round(calls: int) -> list[float]:
+            if self._run is None:
+                self._start()
+            return bare_loop(self._reference_call())(calls)
+
+        return bare_round, self.reference
 
 
 def prove_exported(name: str, batch_size: int, seed: int, other: str,
