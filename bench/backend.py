@@ -21,6 +21,8 @@ FP16_LOSS_SCALE = 2.0**16
 # Inputs and labels are drawn once from this seed, on the host, in NCHW order; a backend lays them out as its
 # framework wants and copies them to the device before timing. Both frameworks thus see the same numbers.
 DATA_SEED = 0
+# Keras' mixed-precision policy of each precision, for the engines that run the Keras twins.
+MIXED_PRECISION_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Compute capability from which a GPU has native bf16 (Ampere) and fp16 tensor cores (Volta).
 BF16_MIN_CAPABILITY, FP16_MIN_CAPABILITY = (8, 0), (7, 0)
 

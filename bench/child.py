@@ -214,8 +214,9 @@ class Child:
                 described[key] = report()
             except Exception as error:
                 described[key] = {"error": f"{type(error).__name__}: {error}"}
-        described["settings"]["peak_memory"] = ("device allocator" if backend.peak_memory_bytes() is not None
-                                                else self.memory.window)
+        # A backend whose figure covers something else than the window says so in its own settings.
+        described["settings"].setdefault("peak_memory", "device allocator" if backend.peak_memory_bytes() is not None
+                                         else self.memory.window)
         if data_parallel:
             described["settings"]["data_parallel"] = backend.data_parallel_settings(config)
         return described

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import zoo  # noqa: E402
 from bench.backend import (  # noqa: E402
     FP16_LOSS_SCALE,
+    MIXED_PRECISION_POLICIES,
     Skip,
     bare_loop,
     cpu_precision_skip_reason,
@@ -52,7 +53,6 @@ from bench.config import Config  # noqa: E402
 from bench.engines import ENGINES  # noqa: E402
 from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode  # noqa: E402
 
-_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 _DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 _CUDA_INSTALL = ENGINES["jax"].gpu_install
 # explain refuses the engine before it starts (the table); a direct call says the same.
@@ -119,7 +119,7 @@ class JaxBackend:
     def prepare(self, config: Config, data: tuple[np.ndarray, np.ndarray] | None = None) -> Callable[[], object]:
         device = self._use_device(config.device)
         mode = get_mode(config.mode)
-        keras.mixed_precision.set_global_policy(_POLICIES[config.precision])
+        keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[config.precision])
         spec = zoo.get_spec(config.model)
         keras.utils.set_random_seed(0)  # weights; the data come from bench.backend.host_data
         images_np, labels_np = data or host_data(spec.input_shape, spec.num_classes, config.batch_size)
@@ -167,6 +167,9 @@ class JaxBackend:
                 return loss / loss_scale, [g / loss_scale for g in gradients], kept
 
             def step():
+                # The last step's gradients go first, as torch's zero_grad(set_to_none=True) frees them: kept, they
+                # would be a second set beside the new ones in the memory peak.
+                self._outputs = None
                 loss, gradients, state["kept"] = forward_backward(state["trainable"], state["kept"], images, labels)
                 self._outputs = (loss, gradients, state["kept"])
                 return loss
@@ -190,6 +193,7 @@ class JaxBackend:
             return loss / loss_scale, updated, kept, buffers
 
         def step():
+            self._outputs = None
             loss, state["trainable"], state["kept"], state["momentum"] = train(
                 state["trainable"], state["kept"], state["momentum"], images, labels)
             self._outputs = (loss, state["trainable"], state["kept"], state["momentum"])
@@ -231,13 +235,15 @@ class JaxBackend:
         return {
             "threads": self._threads,
             "threads_by": "CPU affinity (XLA's CPU client sizes its pool by the CPUs it may use)",
+            "cpus": sorted(os.sched_getaffinity(0)),
             "memory_format": "NHWC",
             "compile": "jax.jit of the whole step over keras.Model.stateless_call (XLA)",
-            "mixed_precision_policy": _POLICIES[config.precision],
+            "mixed_precision_policy": MIXED_PRECISION_POLICIES[config.precision],
             "default_matmul_precision": jax.config.jax_default_matmul_precision,
             "optimizer": "torch-style SGD in jax.numpy" if get_mode(config.mode).update else None,
             **({"loss_scale": f"static {FP16_LOSS_SCALE:g}"} if config.precision == "fp16" else {}),
-            **({"preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")}
+            **({"preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
+                "peak_memory": "device allocator since the process started (XLA's peak cannot be reset)"}
                if parse_device(config.device)[0] == "cuda" else {}),
         }
 
@@ -269,16 +275,21 @@ class JaxBackend:
         raise Skip(_NOT_EXPLAINED)
 
     def reference_timer(self, threads: int) -> tuple[Callable[[int], list[float]], str]:
-        model, images = self.model, self.images
-        trainable = [variable.value for variable in model.trainable_variables]
-        kept = [variable.value for variable in model.non_trainable_variables]
-        bare = jax.jit(lambda images: model.stateless_call(trainable, kept, images, training=False)[0])
-        return bare_loop(lambda: bare(images).block_until_ready()), "bare jax.jit loop with block_until_ready"
-
+        model, images, state = self.model, self.images, self.state
+        # The weights are arguments, as in the step: captured, they would be compiled in as constants, and XLA
+        # could fold work on them that the step does at run time.
+        bare = jax.jit(lambda trainable, kept, images: model.stateless_call(trainable, kept, images,
+                                                                            training=False)[0])
+        return (bare_loop(lambda: bare(state["trainable"], state["kept"], images).block_until_ready()),
+                "bare jax.jit loop with block_until_ready")
 
 def prove(name: str, batch_size: int, seed: int) -> dict:
     """``verify``'s proof of the jax engine: the torch twin's weights in the Keras twin under JAX, float64 logits,
     gradients and BatchNorm statistics (JAX computes float64 once ``jax_enable_x64`` is on) and float32 logits."""
+    # On the CPU, whatever GPU jax may see: the proof's float32 logits are held to torch's on the CPU, and a recent
+    # GPU's default float32 precision is TF32.
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_default_matmul_precision", "highest")
     jax.config.update("jax_enable_x64", True)
     from zoo.parity import prove_keras_twin
 

@@ -40,7 +40,6 @@ class OnnxRuntimeBackend(ExportedTwinBackend):
         ort.set_default_logger_severity(3)  # errors only: its warnings about unused initialisers are noise here
 
     def check(self, config: Config) -> None:
-        self._export_check()
         kind, index = parse_device(config.device)
         if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -144,6 +143,9 @@ class OnnxRuntimeBackend(ExportedTwinBackend):
             "io_binding": self._kind == "cuda",
             **self._export_settings(),
         }
+        if self._kind == "cuda":
+            # Not the device's: the CUDA provider's arena keeps no peak that Python can read.
+            info["peak_memory"] = "process peak RSS (host memory; the device's is not measured)"
         if session is not None and self._kind == "cuda":
             info["cuda_provider_options"] = session.get_provider_options().get("CUDAExecutionProvider")
         return info

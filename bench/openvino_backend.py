@@ -62,7 +62,6 @@ class OpenVINOBackend(ExportedTwinBackend):
         self._compiled: ov.CompiledModel | None = None
 
     def check(self, config: Config) -> None:
-        self._export_check()
         # The table allows the CPU alone; on it, bf16 only where the CPU computes it natively.
         if reason := cpu_precision_skip_reason(NAME, config.precision):
             raise Skip(reason)

@@ -98,6 +98,8 @@ def engines(value: str) -> list[str]:
     chosen: list[str] = []
     for item in split(value, "frameworks"):
         if item.strip().lower() == "all":
+            if not installed_engines():
+                raise EnvironmentProblem("--frameworks all: no engine is installed (pip install -e .)")
             chosen.extend(name for name in installed_engines() if name not in chosen)
             continue
         try:

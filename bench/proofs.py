@@ -57,8 +57,10 @@ def _run(engine: str, models: list[str], batch_size: int | None) -> list[dict]:
 
 
 def _failed(engine: str, model: str, batch_size: int | None, error: str) -> dict:
-    return {"model": model, "parity": {"model": model, "batch_size": batch_size, "reference": None, "other": engine,
-                                       "error": error, "passed": False}}
+    from zoo.parity import default_batch_size
+
+    return {"model": model, "parity": {"model": model, "batch_size": batch_size or default_batch_size(model),
+                                       "reference": None, "other": engine, "error": error, "passed": False}}
 
 
 def main(argv: list[str]) -> int:

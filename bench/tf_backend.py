@@ -1,24 +1,36 @@
-"""TensorFlow backend: ``tf.function`` graph steps (XLA with ``--compile``), Keras mixed precision, NHWC."""
+"""TensorFlow backend: ``tf.function`` graph steps (XLA with ``--compile``), Keras mixed precision, NHWC.
+
+The Keras twins serve two engines; this one needs Keras on TensorFlow, whatever ``KERAS_BACKEND`` the user's
+environment holds, so it is chosen here before Keras is imported.
+"""
 
 from __future__ import annotations
 
-import glob
-import json
 import os
-import shutil
-import statistics
-import tempfile
-import time
-from collections.abc import Callable
+import sys
 
-import keras
-import numpy as np
-import tensorflow as tf
+if "keras" in sys.modules and sys.modules["keras"].backend.backend() != "tensorflow":
+    raise ImportError("bench.tf_backend: Keras is already loaded with another backend in this process; the tf "
+                      "engine runs in a process of its own")
+os.environ["KERAS_BACKEND"] = "tensorflow"
 
-import zoo
-from bench import ledger as ld
-from bench.backend import (
+import glob  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import zoo  # noqa: E402
+from bench import ledger as ld  # noqa: E402
+from bench.backend import (  # noqa: E402
     FP16_LOSS_SCALE,
+    MIXED_PRECISION_POLICIES,
     Skip,
     bare_loop,
     cpu_precision_skip_reason,
@@ -27,12 +39,11 @@ from bench.backend import (
     parse_device,
     precision_skip_reason,
 )
-from bench.config import Config
-from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode
-from zoo import IMAGES
-from zoo.keras_common import PAD_SUFFIX
+from bench.config import Config  # noqa: E402
+from bench.modes import SGD_LR, SGD_MOMENTUM, SGD_WEIGHT_DECAY, get_mode  # noqa: E402
+from zoo import IMAGES  # noqa: E402
+from zoo.keras_common import PAD_SUFFIX  # noqa: E402
 
-_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 _DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
 
 
@@ -93,7 +104,7 @@ class TFBackend:
         self._config, self._data = config, data
         self._use_device(config.device)
         mode = get_mode(config.mode)
-        keras.mixed_precision.set_global_policy(_POLICIES[config.precision])
+        keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[config.precision])
         spec = zoo.get_spec(config.model)
         keras.utils.set_random_seed(0)  # weights; the data come from bench.backend.host_data
         images_np, labels_np = data or host_data(spec.input_shape, spec.num_classes, config.batch_size)
@@ -292,7 +303,7 @@ class TFBackend:
             "interop_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "memory_format": "NHWC",
             "compile": "XLA jit_compile (whole step)" if config.compile else "tf.function graph",
-            "mixed_precision_policy": _POLICIES[config.precision],
+            "mixed_precision_policy": MIXED_PRECISION_POLICIES[config.precision],
             "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
             **({"memory_growth": True} if self._on_gpu else {}),
         }

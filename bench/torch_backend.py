@@ -487,12 +487,6 @@ class ExportedTwinBackend:
         if torch.get_num_interop_threads() != 1:
             torch.set_num_interop_threads(1)
 
-    def _export_check(self) -> None:
-        import importlib.util
-
-        if importlib.util.find_spec("onnxscript") is None:
-            raise Skip(f"{self.name}: the torch export to ONNX needs onnxscript (pip install onnxscript)")
-
     def _twin_and_images(self, twin: torch.nn.Module, images: np.ndarray, config: Config):
         """The twin and input in the configuration's precision (the graph a runtime is given is fp32 unless said)."""
         return twin, images
@@ -600,7 +594,7 @@ def prove_exported(name: str, batch_size: int, seed: int, other: str,
     """
     import tempfile
 
-    from zoo.parity import FP32_LOGITS_RTOL
+    from zoo.parity import FP32_LOGITS_RTOL, relative_difference
 
     spec = zoo.get_spec(name)
     torch.manual_seed(seed)
@@ -622,7 +616,7 @@ def prove_exported(name: str, batch_size: int, seed: int, other: str,
         got = np.asarray(run(path, images), dtype=np.float32)
     diff = float(np.max(np.abs(expected - got))) if got.shape == expected.shape else float("inf")
     scale = float(np.max(np.abs(expected)))
-    relative = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+    relative = relative_difference(diff, scale)
     if not np.isfinite(relative):  # a NaN would otherwise pass every comparison
         relative = float("inf")
     return {"parity": {"model": name, "batch_size": batch_size, "reference": "torch", "other": other,

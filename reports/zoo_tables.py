@@ -6,14 +6,14 @@ from rich.markup import escape
 from rich.table import Table
 
 import zoo
-from bench.engines import ENGINES
+from bench.engines import ENGINES, installed_engines
 from zoo.parity import TRANSFERS
 
 
 def zoo_rows() -> list[dict]:
     """A row per model of the zoo: its spec's figures and the installed engines that run it (all of them: a model
     has a builder in every framework of zoo's table, and each serves every engine of its definitions)."""
-    installed = [name for name, engine in ENGINES.items() if engine.installed()]
+    installed = installed_engines()
     rows = []
     for name in zoo.list_models():
         spec = zoo.get_spec(name)

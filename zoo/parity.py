@@ -103,7 +103,8 @@ class ParityResult:
                 "statistics_ok": self.statistics_ok, "passed": self.passed}
 
 
-def _relative(diff: float, scale: float) -> float:
+def relative_difference(diff: float, scale: float) -> float:
+    """``diff`` relative to ``scale``; 0 for no difference at scale 0, infinite for any other."""
     return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
 
 
@@ -118,7 +119,7 @@ def _worst(pairs) -> tuple[float, float, str]:
         # difference is made absolute in place and the scale is an infinity norm: no further copy of either tensor.
         diff = float(torch.sub(expected, got).abs_().max())
         scale = float(torch.linalg.vector_norm(expected, float("inf")))
-        rel = _relative(diff, scale)
+        rel = relative_difference(diff, scale)
         if not (np.isfinite(diff) and np.isfinite(scale)):  # a NaN or inf in either makes one of them so
             rel = diff = float("inf")  # a NaN would otherwise slip past every comparison
         if rel >= worst_rel:
@@ -427,7 +428,7 @@ def _parity(name: str, batch_size: int, seed: int, other: str = "tf"):
 
     torch32, keras32 = twins.pop("float32")
     logits32, logits32_k = _logits(torch32, keras32, images.astype(np.float32))
-    fp32_rel = _relative(float(np.max(np.abs(logits32 - logits32_k))), float(np.max(np.abs(logits32))))
+    fp32_rel = relative_difference(float(np.max(np.abs(logits32 - logits32_k))), float(np.max(np.abs(logits32))))
 
     result = ParityResult(
         model=name,
@@ -436,7 +437,7 @@ def _parity(name: str, batch_size: int, seed: int, other: str = "tf"):
         other=other,
         logits_max_abs_diff=logits_diff,
         logits_max_abs=logits_scale,
-        logits_rel_diff=_relative(logits_diff, logits_scale),
+        logits_rel_diff=relative_difference(logits_diff, logits_scale),
         grads_max_abs_diff=worst_abs,
         grads_rel_diff=worst_rel,
         worst_grad=worst_name,
