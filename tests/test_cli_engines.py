@@ -7,8 +7,11 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from bench import plan
 from bench.engines import ENGINES, get_engine, installed_engines
+from bench.errors import EnvironmentProblem
 
 
 def _pretend_missing(monkeypatch, *packages: str) -> None:
@@ -23,6 +26,9 @@ def test_all_is_every_installed_engine_and_aliases_name_engines(monkeypatch):
     assert get_engine("ort").name == "onnxruntime" and get_engine("PyTorch").name == "torch"
     _pretend_missing(monkeypatch, "jax")
     assert "jax" not in plan.engines("all") and plan.engines("jax") == ["jax"]
+    _pretend_missing(monkeypatch, "torch", "tensorflow", "keras", "jax")
+    with pytest.raises(EnvironmentProblem, match="^--frameworks all: no engine is installed"):
+        plan.engines("all")
 
 
 def test_an_engine_not_installed_is_skipped_saying_what_installs_it(monkeypatch, tmp_path, capsys):
