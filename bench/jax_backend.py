@@ -84,7 +84,9 @@ class JaxBackend:
     def configure(self, config: Config, threads: int) -> None:
         # Before JAX initialises a backend: only the platform the configuration runs on, so that a CPU configuration
         # on a GPU machine neither initialises nor places anything on the GPU.
-        jax.config.update("jax_platforms", "cuda" if parse_device(config.device)[0] == "cuda" else "cpu")
+        # (With the CPU second for a CUDA one: without any platform JAX fails with a bare assertion, and check()
+        # must be able to say that no GPU is visible.)
+        jax.config.update("jax_platforms", "cuda,cpu" if parse_device(config.device)[0] == "cuda" else "cpu")
         # XLA's CPU client sizes its thread pool by the CPUs the process may run on, and has no other setting for
         # it: fewer threads than the machine's CPUs are given by narrowing the process's CPU affinity.
         allowed = sorted(os.sched_getaffinity(0))

@@ -125,7 +125,7 @@ def test_cuda_without_gpu_skips_each_framework_in_one_line(tmp_path, cli_main):
 
 BAD_INPUT = [
     (("alexnt",), "Did you mean 'alexnet'"),
-    (("lenet", "--frameworks", "mxnet"), "unknown framework 'mxnet'"),
+    (("lenet", "--frameworks", "mxnet"), "unknown engine 'mxnet'"),
     (("lenet", "--device", "tpu"), "accepted: cpu, cuda, cuda:N"),
     (("lenet", "--device", "cuda:one"), "unknown device 'cuda:one'"),
     (("lenet", "--batch-size", "0"), "batch size must be a whole number >= 1, received '0'"),

@@ -1,5 +1,6 @@
 """The matmul peak behind MFU: exact published products, one denominator whatever the run's frameworks, caching."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 
 from bench import peak
 from bench.config import Config
+from bench.engines import ENGINES
 from bench.record import Result, Run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,9 +99,12 @@ def test_real_cpu_peak_is_measured_once_then_cached(monkeypatch):
 
 @pytest.mark.no_gpu
 def test_peak_on_missing_gpu_says_so_and_exits_3():
-    completed = subprocess.run([sys.executable, "cli.py", "peak", "--device", "cuda"],
-                               cwd=REPO, capture_output=True, text=True, timeout=300)
+    # Wide enough that no column wraps its reason into the next one's.
+    completed = subprocess.run([sys.executable, "cli.py", "peak", "--device", "cuda"], cwd=REPO, capture_output=True,
+                               text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
     assert completed.returncode == 3
     assert completed.stderr.strip() == "error: no peak could be measured on cuda"
     assert "Matmul peak on cuda (no GPU identified)" in completed.stdout
     assert "skipped: torch: no CUDA" in " ".join(completed.stdout.split())
+    if ENGINES["jax"].installed():  # its backend says so too, instead of failing on a platform it lacks
+        assert "skipped: jax: no CUDA GPU visible to jax" in " ".join(completed.stdout.split())

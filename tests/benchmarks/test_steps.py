@@ -5,8 +5,9 @@ framework's version), so that ``python cli.py compare`` reads the saved files (`
 them its verdicts: several pytest processes a side saved into one folder each, then
 ``python cli.py compare BASE_FOLDER NEW_FOLDER --fail-on-regression`` (the recipe in docs/comparing.md).
 
-Run one framework per invocation (``-m torch`` / ``-m tf``) to keep the two frameworks out of each other's process
-while timing. Every round is one step followed by a device synchronisation.
+Run one engine per invocation (``-m torch``, ``-m tf``, ``-m jax``...) to keep the frameworks out of each other's
+process while timing; the jax engine's cases can only run so (Keras holds one backend per process), and are
+skipped in a session that loaded TensorFlow's Keras first. Every round is one step followed by a device synchronisation.
 
 By default ("quick") the cases cover the fewest, cheapest models that between them hold every kind of layer in
 the zoo (today alexnet-2012, googlenet and resnet18); ``--step-models all`` (or a comma list of names) adds the
@@ -73,7 +74,12 @@ def test_step(benchmark, request, model, framework, device, mode):
     batch = request.config.getoption("--step-batch")
     rounds = request.config.getoption("--step-rounds")
     config = Config(model=model, framework=framework, device=device, mode=mode, batch_size=batch)
-    backend = load_backend(framework)
+    if refusal := ENGINES[framework].refusal(config):  # an inference runtime asked for gradients, say
+        pytest.skip(refusal)
+    try:
+        backend = load_backend(framework)
+    except ImportError as error:  # the jax engine's Keras cannot share a process with TensorFlow's
+        pytest.skip(f"{error}: run its cases alone (-m {framework})")
     try:
         backend.check(config)
     except Skip as skip:

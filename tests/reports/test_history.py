@@ -348,7 +348,7 @@ def test_an_empty_history_says_so(capsys, location):
     [
         (("show", "--since", "yesterday"), "--since takes a date or time such as 2026-03-01"),
         (("show", "--mode", "backward"), "unknown mode 'backward'; accepted: forward, forward-backward, train"),
-        (("show", "--framework", "jax"), "jax"),
+        (("show", "--framework", "mxnet"), "mxnet"),
         (("show", "--device", "tpu"), "unknown device 'tpu'; accepted: cpu, cuda, cuda:N"),
         (("show", "--plot", "trend.jpg"), "--plot writes a PNG image"),
         (("check", "--metric", "speed"), "unknown --metric 'speed'; accepted: time, throughput"),
