@@ -280,8 +280,8 @@ def attach_peaks_to(runs: Sequence[Run], threads: int | None, observer: Observer
     if not measured:
         return
     if observer is not None and hasattr(observer, "on_message"):
-        observer.on_message("measuring the matmul peak of each device for MFU, with every installed framework "
-                            "(cached after the first time)")
+        observer.on_message("measuring the matmul peak of each device for MFU, with every installed engine that can "
+                            "time one (cached after the first time)")
     for run in measured:
         attach_peaks(run, threads)
         write_run(run.path, run)
@@ -306,7 +306,7 @@ def run_configs(
     stops is saved as ``interrupted`` with the processes it had. Data-parallel configurations (``replicas``)
     run their ranks on ``cluster``; a machine other than its node 0 takes part but writes no run file
     (``out_path`` None). At the end, with ``measure_peaks``, each result gets the device's matmul peak (measured
-    with every installed framework, cached) and so its MFU.
+    with every installed engine that can time one, cached) and so its MFU.
     """
     environment = host_environment(threads)
     kept: dict[int, Result] = {}
