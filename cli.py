@@ -376,7 +376,8 @@ def peak(
 ) -> None:
     """Measure the device's dense matrix-multiply peak per precision with every installed engine that can time one
     (not the inference runtimes) over several matrix sizes (fp32 with TF32 off); the best is the denominator of MFU.
-    Cached by device model, threads and framework versions. On a GPU the published peak of the exact product is shown beside it where it is known.
+    Cached by device model, threads and framework versions. On a GPU the published peak of the exact product is
+    shown beside it where it is known.
 
     Exit code: 0; 2 for bad input; 3 when no framework is installed or no peak could be measured.
     """
