@@ -1,5 +1,5 @@
-"""Command line: ``convbench`` (or ``python cli.py``) list | verify | bench | explain | peak | gpu-check | fidelity |
-show | report | export | compare | interleave | history.
+"""Command line: ``convbench`` (or ``python cli.py``) list | verify | bench | pipeline | explain | peak | gpu-check |
+fidelity | show | report | export | compare | interleave | history.
 
 A thin layer over ``zoo``, ``bench`` and ``reports``: it parses, calls, prints and maps each outcome to an exit code.
 Every error is one line on stderr; ``--debug`` shows the traceback as well.
@@ -99,7 +99,8 @@ ModelsArgument = Annotated[list[str] | None, typer.Argument(
 FrameworksOption = Annotated[str | None, typer.Option("--frameworks", "--framework", help=plan.ENGINES_HELP)]
 DeviceOption = Annotated[str | None, typer.Option("--device", "--devices", help="Comma list of cpu, cuda, cuda:N.")]
 ModesOption = Annotated[str | None, typer.Option("--modes", "--mode",
-                                                 help="Comma list of forward, forward-backward, train.")]
+                                                 help="Comma list of forward, forward-backward, train; input (the "
+                                                      "input pipeline alone, with --data jpeg).")]
 BatchOption = Annotated[str, typer.Option("--batch-size", "--batch-sizes",
                                           help="Images per step; comma list for a sweep.")]
 WarmupOption = Annotated[int, typer.Option(help="Untimed burn-in iterations (>= 0).")]
@@ -118,6 +119,21 @@ RepeatsOption = Annotated[int, typer.Option(help="Fresh worker processes per con
                                             "rounds; statistics then come from the per-process medians.")]
 ThresholdOption = Annotated[str, typer.Option(help="Smallest change of a median that counts: 5% or 0.05.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+DataOption = Annotated[str, typer.Option(
+    help="Where each step's batch comes from: synthetic (one fixed batch on the device) or jpeg (JPEG files "
+         "decoded and augmented by the engine's input pipeline, step by step; the step alone and the pipeline "
+         "alone are timed beside it).")]
+WorkersOption = Annotated[str | None, typer.Option(
+    "--workers", help="Input pipeline workers (DataLoader num_workers, tf.data num_parallel_calls): comma list of "
+                      "whole numbers >= 0, and auto for tf.data's AUTOTUNE. Default: the CPUs this process may use.",
+    show_default=False)]
+ImagesOption = Annotated[Path | None, typer.Option(
+    help="A folder of your own JPEGs (searched recursively; DIR/class/*.JPEG gives labels), instead of the image "
+         "set made here.", show_default=False)]
+FilesOption = Annotated[int, typer.Option(help="JPEG files in the image set made here (made once, cached).")]
+ImageScaleOption = Annotated[float, typer.Option(
+    help="Sizes of the made images as a fraction of ImageNet-like ones (about 500x375 at 1).")]
+LightingOption = Annotated[bool, typer.Option("--lighting", help="Add the 2012 paper's PCA lighting noise.")]
 HistoryLocationOption = Annotated[Path | None, typer.Option(
     "--history", help="The run history database [default: $CONVBENCH_HISTORY, else "
     "~/.local/share/convbench/history.duckdb].", show_default=False)]
@@ -254,19 +270,29 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run file on stdout and nothing else.")] = False,
     history: HistoryLocationOption = None,
     no_history: Annotated[bool, typer.Option("--no-history", help="Do not add the run to the run history.")] = False,
+    data: DataOption = "synthetic",
+    workers: WorkersOption = None,
+    images: ImagesOption = None,
+    files: FilesOption = 2000,
+    image_scale: ImageScaleOption = 1.0,
+    lighting: LightingOption = False,
 ) -> None:
     """Time models across frameworks, devices, modes, batch sizes and precisions, each configuration in its own
     worker process. Writes OUT/results.json after every process and OUT/report.md at the end, and adds the run to
-    the run history (`history show`, `history check`) when it ends, also when it is stopped.
+    the run history (`history show`, `history check`) when it ends, also when it is stopped. With `--data jpeg`
+    each step takes its batch from the engine's JPEG input pipeline, and the result says whether the pipeline is
+    the bound (`input-bound`).
 
     Exit code: 0 when something was measured and nothing failed; 1 when a configuration failed; 2 for bad input;
     3 when nothing could be measured here (every configuration skipped) or none of the engines asked for is installed;
     130 / 143 when stopped by Ctrl-C / SIGTERM (what was measured is saved).
     """
     grid = plan.Grid(models, frameworks, device, modes, batch_size, precision, timing, compile_, channels_last,
-                     threads, warmup, iters, max_time, repeats, timeout)
+                     threads, warmup, iters, max_time, repeats, timeout, data, workers, images, files, image_scale,
+                     lighting)
     chosen = plan.plan_bench(grid, replicas=replicas, hosts=hosts, node_rank=node_rank, out=out, force=force,
                              resume=resume)
+    _make_images(chosen.configs, errors if as_json else console)
     if chosen.results_file is None:
         _take_part(chosen, timeout, threads)
         return
@@ -281,6 +307,102 @@ def bench(
                    cluster=chosen.cluster)
     add_to_history()
     _write_and_show(run, results_file, as_json)
+    _exit_for_statuses(run)
+
+
+@app.command()
+def pipeline(
+    frameworks: FrameworksOption = "torch,tf",
+    workers: WorkersOption = None,
+    batch_size: BatchOption = "32",
+    model: Annotated[str, typer.Option(help="The model whose input the pipeline makes (its crop size and classes).")
+                     ] = "alexnet",
+    device: Annotated[str, typer.Option(help="The device the batches are for: cpu, or cuda (pinned host memory).")
+                      ] = "cpu",
+    images: ImagesOption = None,
+    files: FilesOption = 2000,
+    image_scale: ImageScaleOption = 1.0,
+    lighting: LightingOption = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Instead of timing: give every pipeline the same crops, flips and lighting (drawn on the "
+                        "host from one seed) and check their batches agree within the stated tolerance.")] = False,
+    warmup: WarmupOption = 5,
+    iters: ItersOption = 50,
+    max_time: MaxTimeOption = 20.0,
+    repeats: RepeatsOption = 1,
+    threads: ThreadsOption = None,
+    timeout: TimeoutOption = 900.0,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<UTC timestamp>).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the results already in --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run file (or the check) on stdout and nothing "
+                                          "else.")] = False,
+    history: HistoryLocationOption = None,
+    no_history: Annotated[bool, typer.Option("--no-history", help="Do not add the run to the run history.")] = False,
+) -> None:
+    """Time each engine's JPEG input pipeline alone (decode, resize, crop, flip, normalise, batch: the 2012 recipe)
+    at each worker count, each configuration in its own process: images/s with the median's CI, CPU time per image
+    and the time to the first batch. The image set is made here once (cached), or is your own folder (`--images`).
+    Writes OUT/results.json and OUT/report.md like `bench` (the `input` mode); `--check` proves the pipelines give
+    the same images instead.
+
+    Exit code: 0; 1 when a configuration failed or the check found a difference; 2 for bad input; 3 when none of
+    the engines asked for is installed or nothing could be measured; 130 / 143 when stopped (what was measured is
+    saved).
+    """
+    if workers is None:
+        workers = plan.default_worker_counts()
+    grid = plan.Grid([model], frameworks, device, "input", batch_size, "fp32", "steady", False, False, threads,
+                     warmup, iters, max_time, repeats, timeout, "jpeg", workers, images, files, image_scale, lighting)
+    if check:
+        _check_pipelines(grid, as_json)
+        return
+    chosen = plan.plan_bench(grid, out=out, force=force)
+    _make_images(chosen.configs, errors if as_json else console)
+    results_file = chosen.results_file
+
+    def add_to_history() -> None:
+        if not no_history:
+            _add_run_to_history(results_file, history)
+
+    run = _measure(chosen.configs, results_file, errors if as_json else console, on_stop=add_to_history,
+                   timeout_s=timeout, threads=threads, measure_peaks=False)
+    add_to_history()
+    _write_and_show(run, results_file, as_json)
+    _exit_for_statuses(run)
+
+
+def _check_pipelines(grid: plan.Grid, as_json: bool) -> None:
+    """``pipeline --check``: every installed engine's pipeline against the first's, on the same drawn choices."""
+    from bench.config import Config
+    from bench.engines import get_engine
+    from bench.pipeline import CHECK_MAX_LEVELS, CHECK_MEAN_LEVELS
+    from bench.pipeline_check import check_pipelines
+
+    configs = plan.Grid(grid.models, grid.frameworks, "cpu", "input", "1", data="jpeg", workers="0",
+                        images=grid.images, files=grid.files, image_scale=grid.image_scale,
+                        lighting=grid.lighting).configs()
+    runnable = [config.framework for config in configs if get_engine(config.framework).refusal(config) is None]
+    if len(runnable) < 2:
+        raise UsageError(f"--check compares two pipelines or more; runnable here: {', '.join(runnable) or 'none'}")
+    template: Config = configs[0]
+    _make_images([template], errors if as_json else console)
+    checks = check_pipelines(template, runnable)
+    if as_json:
+        _print_json({"checks": checks, "tolerance": {"mean_levels": CHECK_MEAN_LEVELS,
+                                                     "max_levels": CHECK_MAX_LEVELS}})
+    else:
+        from reports.table import pipeline_check_table
+
+        console.print(pipeline_check_table(checks))
+        _say(f"passes when the mean difference is at most {CHECK_MEAN_LEVELS:g} and the largest at most "
+             f"{CHECK_MAX_LEVELS:g} 8-bit level(s): the JPEG decoders and antialiased resize kernels may round a "
+             "value differently, nothing more")
+    if not all(check["passed"] for check in checks):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _exit_for_statuses(run) -> None:
+    """Exit 1 when a configuration failed, 3 when nothing was measured (each skip's reason said once)."""
     statuses = [result.status for result in run.results]
     if "failed" in statuses:
         raise typer.Exit(ExitCode.FAILED)
@@ -288,6 +410,18 @@ def bench(
         for reason, count in collections.Counter(result.reason for result in run.results).items():
             _say(f"skipped {count} configuration(s): {reason}", to_errors=True)
         raise typer.Exit(ExitCode.ENVIRONMENT)
+
+
+def _make_images(configs, screen: Console) -> None:
+    """Make (once, then cached) the image sets the configurations read, with a progress bar, before any of them
+    starts: no measuring process pays for it."""
+    from bench.pipeline import image_set
+
+    for spec in dict.fromkeys(config.images for config in configs if config.images):
+        from reports.live import making_progress
+
+        with making_progress(screen, spec) as on_progress:
+            image_set(spec, on_progress=on_progress)
 
 
 def _take_part(chosen: plan.BenchPlan, timeout: float, threads: int | None) -> None:

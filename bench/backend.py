@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -51,6 +51,10 @@ class Backend(Protocol):
         ``data``: the NCHW images and labels to use instead of ``host_data`` (a test feeding each replica its
         share of one batch). After ``join``, the step is the data-parallel one.
         """
+
+    def fed_step(self, batches: Iterator[tuple[object, object]]) -> Callable[[], object]:
+        """After ``prepare``: the same step on the next (images, labels) of ``batches``, host tensors of the engine's
+        input pipeline (``bench.pipeline``), each moved to the device inside the step."""
 
     # Data parallel, in a rank started by the framework's launcher (bench.rank):
 

@@ -16,14 +16,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.backend import Skip
 from bench.config import Config
-from bench.engines import get_engine, load_backend
-from bench.protocol import TIMED, BurnIn, Channel, Outcome, Progress
+from bench.engines import get_engine, load_backend, load_pipeline
+from bench.environment import available_cpus
+from bench.modes import get_mode
+from bench.pipeline import batches_per_sample, image_set
+from bench.protocol import PIPELINE, STEP_ONLY, TIMED, BurnIn, Channel, Outcome, Progress
 from bench.timing import RetraceError, Timing, get_timing_method
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -72,6 +77,70 @@ class ProcessMemory:
         except OSError:
             pass
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+class FirstBatch:
+    """An iterator of batches that times its first ``next``: how long the pipeline takes to hand out its first
+    batch, starting its workers included."""
+
+    def __init__(self, batches: Iterator) -> None:
+        self._batches = batches
+        self.first_batch_ms: float | None = None
+
+    def __iter__(self) -> FirstBatch:
+        return self
+
+    def __next__(self):
+        if self.first_batch_ms is not None:
+            return next(self._batches)
+        start = time.perf_counter()
+        batch = next(self._batches)
+        self.first_batch_ms = (time.perf_counter() - start) * 1e3
+        return batch
+
+
+class ProcessTreeCpu:
+    """CPU seconds (user and system) used by this process and every process under it (a DataLoader's workers)
+    since ``start``."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+
+    @staticmethod
+    def _total() -> float:
+        me = psutil.Process()
+        total = 0.0
+        for process in (me, *me.children(recursive=True)):
+            try:
+                times = process.cpu_times()
+            except psutil.Error:  # a worker that has just ended
+                continue
+            total += times.user + times.system
+        return total
+
+    def start(self) -> None:
+        self._start = self._total()
+
+    def seconds(self) -> float:
+        return self._total() - (self._start or 0.0)
+
+
+def in_rounds(step: Callable[[], object], rounds: int, *, first_alone: bool) -> Callable[[], object]:
+    """``step`` called ``rounds`` times per call; the first call (burn-in's, timed alone as the first step) only
+    once when ``first_alone``."""
+    if rounds == 1:
+        return step
+    first = [first_alone]
+
+    def round_of_steps() -> object:
+        if first[0]:
+            first[0] = False
+            return step()
+        for _ in range(rounds - 1):
+            step()
+        return step()
+
+    return round_of_steps
 
 
 class SampleStream:
@@ -159,6 +228,9 @@ class Child:
         self.backend.configure(config, threads)
         self.memory = ProcessMemory()
         self.burn_in: BurnIn | None = None
+        self.pipeline = None  # the engine's input pipeline, for data="jpeg"
+        self.first_batch_ms: float | None = None
+        self.cpu_seconds_per_image: float | None = None
 
     def check(self) -> None:
         """Raise ``Skip`` with the reason if the configuration cannot run: what the engine table says it cannot
@@ -188,19 +260,64 @@ class Child:
         """Check the configuration can run, prepare its step, and time it the configuration's way (the timed steps'
         memory window open from the start)."""
         self.check()
+        if self.config.data != "synthetic":
+            return self.measure_fed()
         step = self.backend.prepare(self.config)
         self.start_window()
         return self.time_step(step)
 
-    def time_step(self, step: Callable[[], object]) -> Timing:
-        """``step`` timed the configuration's way, its samples streamed and the burn-in reported as they come."""
+    def measure_fed(self) -> Timing:
+        """The input pipeline's configuration: its batches alone (the ``input`` mode); or, for a step of the
+        network, three loops in this process: the step alone on a fixed batch (``STEP_ONLY``), the pipeline alone
+        (``PIPELINE``), then the step fed from the pipeline (the configuration's samples), each with the same
+        burn-in and sample counts. The pipeline's workers start in its first loop and serve the next."""
         config, backend = self.config, self.backend
+        cpus = available_cpus()
+        self.pipeline = load_pipeline(config.framework)(config, image_set(config.images), cpus)
+        rounds = batches_per_sample(config, cpus)
+        batches = FirstBatch(self.pipeline.batches())
+        if get_mode(config.mode).network:
+            self.time_step(backend.prepare(config), phase=STEP_ONLY, closes_burn_in=False)
+            self.time_step(batches.__next__, phase=PIPELINE, rounds=rounds, closes_burn_in=False, counts_cpu=True)
+            step = backend.fed_step(batches)
+        else:
+            step = batches.__next__
+        self.start_window()
+        timing = self.time_step(step, rounds=rounds, counts_cpu=not get_mode(config.mode).network)
+        self.first_batch_ms = batches.first_batch_ms
+        return timing
+
+    def time_step(self, step: Callable[[], object], *, phase: str = TIMED, rounds: int = 1,
+                  closes_burn_in: bool = True, counts_cpu: bool = False) -> Timing:
+        """``step`` timed the configuration's way, its samples streamed and the burn-in reported as they come.
+
+        ``rounds``: each sample after the first call spans that many steps, and is stored as its time per step
+        (``bench.pipeline.batches_per_sample`` says why). ``closes_burn_in``: whether the end of burn-in is
+        reported and opens the timed memory window (the configuration's own loop); ``counts_cpu``: whether the CPU
+        time of this process and its children over the timed loop is kept per image (``cpu_seconds_per_image``).
+        """
+        config, backend = self.config, self.backend
+        cpu = ProcessTreeCpu() if counts_cpu else None
+
+        def burn_in_end(first_step_ms: float | None) -> None:
+            if closes_burn_in:
+                self.end_burn_in(first_step_ms)
+            if cpu is not None:
+                cpu.start()
+
+        stream = self.stream.on_progress(phase)
+
+        def progress(loop_phase: str, done: int, total: int, samples: list[float]) -> None:
+            stream(loop_phase, done, total, [sample / rounds for sample in samples])
+
         timing = get_timing_method(config.timing).measure(
-            step, backend.synchronize, warmup=config.warmup, iters=config.iters, max_time_s=config.max_time_s,
-            on_progress=self.stream.on_progress(TIMED), on_burn_in_end=self.end_burn_in,
+            in_rounds(step, rounds, first_alone=config.warmup > 0), backend.synchronize, warmup=config.warmup,
+            iters=config.iters, max_time_s=config.max_time_s, on_progress=progress, on_burn_in_end=burn_in_end,
             trace_count=backend.trace_count)
         self.stream.flush()
-        return timing
+        if cpu is not None:
+            self.cpu_seconds_per_image = cpu.seconds() / (len(timing.samples_ms) * rounds * config.batch_size)
+        return Timing([sample / rounds for sample in timing.samples_ms], timing.first_step_ms, timing.capped)
 
     def facts(self, *, data_parallel: bool = False) -> dict[str, Any]:
         """The framework, device and settings of the configuration as the backend reports them (with how its
@@ -219,6 +336,8 @@ class Child:
                                          else self.memory.window)
         if data_parallel:
             described["settings"]["data_parallel"] = backend.data_parallel_settings(config)
+        if self.pipeline is not None:
+            described["settings"]["input_pipeline"] = self.pipeline.settings()
         return described
 
     def failure(self, error: BaseException) -> Outcome:

@@ -15,6 +15,11 @@ from bench.modes import get_mode
 from bench.timing import get_timing_method
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+# Where a step's batch comes from: one fixed batch already on the device, or JPEG files through the engine's input
+# pipeline (bench.pipeline).
+DATA_SOURCES: tuple[str, ...] = ("synthetic", "jpeg")
+
+
 def _field(part: str, default: Any = dataclasses.MISSING, *, key: bool = True) -> Any:
     """A field of ``part``; ``key``: whether two runs must agree on it for their results to be compared."""
     return dataclasses.field(default=default, metadata={"part": part, "key": key})
@@ -45,6 +50,14 @@ class Config:
     # runtime (torch DDP, tf.distribute), each on ``batch_size`` images, on ``nodes`` machines.
     replicas: int | None = _field("parallel", None)
     nodes: int = _field("parallel", 1)
+    # Where the batch comes from: "synthetic" (one fixed batch on the device) or "jpeg" (the engine's input
+    # pipeline over ``images``, a bench.images spec, with ``workers`` loader workers, or tf.data's AUTOTUNE with
+    # ``autotune``; ``lighting``: the 2012 paper's PCA lighting noise).
+    data: str = _field("input", "synthetic")
+    images: str | None = _field("input", None)
+    workers: int | None = _field("input", None)
+    autotune: bool = _field("input", False)
+    lighting: bool = _field("input", False)
 
     def __post_init__(self) -> None:
         get_mode(self.mode)
@@ -55,6 +68,26 @@ class Config:
             raise ValueError(f"replicas must be >= 1. Received: replicas={self.replicas}")
         if self.nodes < 1 or (self.nodes > 1 and self.replicas is None):
             raise ValueError(f"nodes must be >= 1, and > 1 only with replicas. Received: nodes={self.nodes}")
+        self._check_input()
+
+    def _check_input(self) -> None:
+        if self.data not in DATA_SOURCES:
+            raise ValueError(f"data must be one of {', '.join(DATA_SOURCES)}. Received: data={self.data!r}")
+        if self.data == "synthetic":
+            if self.images is not None or self.workers is not None or self.autotune or self.lighting:
+                raise ValueError("images, workers, autotune and lighting apply to data='jpeg' only")
+            if not get_mode(self.mode).network:
+                raise ValueError(f"mode {self.mode!r} times the input pipeline: it needs data='jpeg'")
+            return
+        if self.images is None:
+            raise ValueError("data='jpeg' needs images (a bench.images spec)")
+        if (self.workers is None) == (not self.autotune):
+            raise ValueError(f"data='jpeg' needs either workers >= 0 or autotune. Received: workers={self.workers}, "
+                             f"autotune={self.autotune}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0. Received: workers={self.workers}")
+        if self.replicas is not None:
+            raise ValueError("data='jpeg' runs in one process; replicas are not supported with it")
 
     @property
     def world_size(self) -> int:
@@ -72,6 +105,14 @@ class Config:
         cores, shared by its replicas) per machine."""
         return self.world_size if self.device.startswith("cuda") else self.nodes
 
+    @property
+    def loader(self) -> str:
+        """How the input pipeline's work is spread, in a word: "w2" (two workers), "auto" (AUTOTUNE); "" when the
+        data are synthetic."""
+        if self.data == "synthetic":
+            return ""
+        return "auto" if self.autotune else f"w{self.workers}"
+
     def key(self) -> tuple:
         """What identifies the same configuration across two runs (the protocol fields may differ)."""
         return tuple(getattr(self, name) for name in key_fields())
@@ -84,6 +125,8 @@ class Config:
             flags += f" {self.timing}"
         if self.replicas is not None:
             flags += f" x{self.replicas}" + (f" x{self.nodes} nodes" if self.nodes > 1 else "")
+        if self.data != "synthetic":
+            flags += f" {self.data} {self.loader}" + (" +lighting" if self.lighting else "")
         return (
             f"{self.model} {self.framework} {self.device} {self.mode} "
             f"b{self.batch_size} {self.precision}{flags}"

@@ -19,6 +19,7 @@ import zoo
 from bench.config import PRECISIONS, Config
 from bench.launchers import Cluster, LauncherPerMachine, ProcessPerRank, RankLauncher
 from bench.modes import MODES
+from bench.pipeline import pipeline_refusal
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Engine:
     # frameworks (zoo.parity) does not already cover it.
     proof: str | None = None
     explains: str = ""  # why ``explain`` cannot take its step apart layer by layer; empty where it can
+    # "module:Class" of its input pipeline (``bench.pipeline``): JPEG files decoded and augmented by its framework's
+    # own data tools, for ``--data jpeg`` and the ``input`` mode; None where none is set up.
+    pipeline: str | None = None
+    pipeline_autotunes: bool = False  # whether its pipeline can size its own parallelism (--workers auto)
 
     @property
     def title(self) -> str:
@@ -85,6 +90,17 @@ class Engine:
         """Why the table says this engine cannot run ``config``, in one line naming the engine; None if it can."""
         if not self.installed():
             return self.not_installed()
+        if config.data != "synthetic":
+            if self.pipeline is None:
+                takers = [engine.name for engine in ENGINES.values() if engine.pipeline]
+                return (f"{self.name}: no input pipeline is set up for it (--data {config.data} runs with "
+                        f"{', '.join(takers)})")
+            if config.autotune and not self.pipeline_autotunes:
+                takers = [engine.name for engine in ENGINES.values() if engine.pipeline_autotunes]
+                return (f"{self.name}: its input pipeline has no autotuned worker count (--workers auto applies to "
+                        f"{', '.join(takers)})")
+            if refusal := pipeline_refusal(config):
+                return f"{self.name}: {refusal}"
         kind = config.device.partition(":")[0]
         if kind not in self.devices:
             return f"{self.name}: runs on {', '.join(self.devices)}, not {kind}"
@@ -131,11 +147,13 @@ ENGINES: dict[str, Engine] = {
                    ("-m", "bench.torch_launcher"), _torchrun_arguments,
                    re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)")),
                layout="NCHW, or NHWC with --channels-last", compile="torch.compile (model forward and backward)",
-               synchronize="torch.cuda.synchronize()", channels_last=True),
+               synchronize="torch.cuda.synchronize()", channels_last=True,
+               pipeline="bench.torch_pipeline:TorchPipeline"),
         Engine("tf", definitions="tf", backend="bench.tf_backend:TFBackend",
                data_parallel=ProcessPerRank(_tf_config), layout="TensorFlow runs NHWC throughout",
                compile="XLA jit_compile (the whole step)", synchronize="tf.test.experimental.sync_devices()",
-               gpu_install="pip install -e '.[cuda]'"),
+               gpu_install="pip install -e '.[cuda]'", pipeline="bench.tf_pipeline:TFPipeline",
+               pipeline_autotunes=True),
         # The Keras twins again, under Keras 3's JAX backend (chosen by the backend module before Keras loads).
         Engine("jax", definitions="tf", backend="bench.jax_backend:JaxBackend", data_parallel=None,
                layout="NHWC (the Keras twins' layout)", compile="always jit-compiled (jax.jit of the whole step)",
@@ -190,7 +208,19 @@ def installed_engines() -> list[str]:
     return [name for name, engine in ENGINES.items() if engine.installed()]
 
 
+def _load(reference: str):
+    module_name, name = reference.split(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
 def load_backend(name: str):
     """A new backend of engine ``name``; imports that engine's framework (and only it)."""
-    module_name, class_name = get_engine(name).backend.split(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    return _load(get_engine(name).backend)()
+
+
+def load_pipeline(name: str):
+    """The input pipeline class of engine ``name`` (``bench.pipeline.Pipeline``); imports its framework."""
+    reference = get_engine(name).pipeline
+    if reference is None:
+        raise ValueError(f"{name}: no input pipeline is set up for it")
+    return _load(reference)

@@ -20,12 +20,15 @@ class Mode:
 
     ``backward``: training mode (dropout on), mean cross-entropy against fixed labels, and the gradient of every
     parameter; otherwise eval mode with no gradient tracking. ``update``: an optimizer step after the backward pass.
+    ``network``: whether the step runs the network at all; without it the step is the input pipeline's next batch
+    alone (``bench.pipeline``), shaped for the model's input.
     """
 
     name: str
     description: str
     backward: bool
     update: bool
+    network: bool = True
 
     def flops_per_image(self, spec: ModelSpec) -> int:
         """FLOPs of one image's share of the step, under ``FLOP_CONVENTION``.
@@ -34,6 +37,8 @@ class Mode:
         as the forward pass) and the gradient with respect to the layer's input (as many again), except for the
         first layer, whose input is the images: nobody asks for that gradient, and neither framework computes it.
         """
+        if not self.network:
+            return 0
         forward = spec.macs
         if not self.backward:
             return 2 * forward
@@ -51,6 +56,9 @@ MODES: dict[str, Mode] = {
              "labels, gradients with respect to every parameter; no optimizer update", backward=True, update=False),
         Mode("train", f"forward-backward plus an SGD step (lr {SGD_LR:g}, momentum {SGD_MOMENTUM:g}, weight decay "
              f"{SGD_WEIGHT_DECAY:g} added to the gradient)", backward=True, update=True),
+        Mode("input", "the input pipeline alone, no network: JPEG files read, decoded, resized, cropped, flipped, "
+             "normalised and batched in the model's input shape, one batch per step", backward=False, update=False,
+             network=False),
     )
 }
 

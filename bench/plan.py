@@ -16,12 +16,15 @@ from pathlib import Path
 
 import zoo
 from bench.backend import parse_device
-from bench.config import PRECISIONS, Config
+from bench.config import DATA_SOURCES, PRECISIONS, Config
 from bench.data_parallel import check_replicas
 from bench.engines import ENGINES, get_engine, installed_engines
+from bench.environment import available_cpus
 from bench.errors import EnvironmentProblem, UsageError
+from bench.images import DEFAULT_COUNT
 from bench.launchers import Cluster, ClusterError
 from bench.modes import MODES
+from bench.pipeline import folder_spec, made_spec
 from bench.record import RUN_FILE_NAME, Run, RunFileError, read_run, results_path
 from bench.timing import TIMING_METHODS
 
@@ -75,6 +78,44 @@ def replica_counts(value: str | None) -> list[int | None]:
     if value is None:
         return [None]
     return whole_numbers(value, "replicas", "--replicas takes whole numbers >= 1 (comma list)")
+
+
+def loaders(value: str | None) -> list[tuple[int | None, bool]]:
+    """``--workers``: (workers, autotune) per entry of a comma list of whole numbers >= 0 and ``auto`` (tf.data's
+    AUTOTUNE); every CPU this process may use when not given."""
+    if value is None:
+        return [(available_cpus(), False)]
+    chosen: list[tuple[int | None, bool]] = []
+    for item in split(value, "workers"):
+        if item.lower() == "auto":
+            chosen.append((None, True))
+        elif item.isdigit():
+            chosen.append((int(item), False))
+        else:
+            raise UsageError(f"--workers takes whole numbers >= 0 and auto (comma list), received {item!r}")
+    return list(dict.fromkeys(chosen))
+
+
+def default_worker_counts() -> str:
+    """The worker counts ``pipeline`` sweeps by default: powers of two up to the CPUs this process may use, and
+    that count itself."""
+    cpus = available_cpus()
+    counts = [2**power for power in range(cpus.bit_length()) if 2**power <= cpus]
+    return ",".join(str(count) for count in dict.fromkeys([*counts, cpus]))
+
+
+def images_spec(images: Path | None, files: int, scale: float) -> str:
+    """The image set of ``--data jpeg``: the user's folder (checked to hold JPEGs), or the made set's spec."""
+    if images is not None:
+        from bench.images import folder_images
+
+        folder_images(images)  # refuses a folder without JPEGs now, in one line
+        return folder_spec(images)
+    if files < 1:
+        raise UsageError(f"--files must be >= 1, received {files}")
+    if not 0 < scale <= 1:
+        raise UsageError(f"--image-scale must be in (0, 1], received {scale:g}")
+    return made_spec(count=files, scale=scale)
 
 
 def devices(value: str) -> list[str]:
@@ -146,15 +187,17 @@ def check_protocol(warmup: int, iters: int, repeats: int, max_time: float, threa
 
 def expand(models: Iterable[str], frameworks: Iterable[str], devices: Iterable[str], modes: Iterable[str],
            batch_sizes: Iterable[int], precisions: Iterable[str] = ("fp32",), *,
-           replicas: Iterable[int | None] = (None,), nodes: int = 1, **fixed) -> list[Config]:
+           replicas: Iterable[int | None] = (None,), nodes: int = 1,
+           loaders: Iterable[tuple[int | None, bool]] = ((None, False),), **fixed) -> list[Config]:
     """The cross product of the choices, one ``Config`` each, grouped by model, then device, then framework;
-    replica counts innermost, so a scaling series runs (and is listed) together. ``fixed``: the fields every
-    configuration shares (``warmup``, ``iters``, ``compile``...)."""
+    replica counts and the input pipeline's (workers, autotune) innermost, so a scaling series runs (and is
+    listed) together. ``fixed``: the fields every configuration shares (``warmup``, ``iters``, ``data``...)."""
     return [
         Config(model=model, framework=framework, device=device, mode=mode, batch_size=batch, precision=precision,
-               replicas=count, nodes=nodes if count is not None else 1, **fixed)
-        for model, device, framework, precision, batch, mode, count in itertools.product(
-            models, devices, frameworks, precisions, batch_sizes, modes, replicas)
+               replicas=count, nodes=nodes if count is not None else 1, workers=workers, autotune=autotune,
+               **fixed)
+        for model, device, framework, precision, batch, mode, count, (workers, autotune) in itertools.product(
+            models, devices, frameworks, precisions, batch_sizes, modes, replicas, loaders)
     ]
 
 
@@ -177,17 +220,45 @@ class Grid:
     max_time: float = 20.0
     repeats: int = 1
     timeout: float = 900.0
+    # Where the batch comes from (bench.pipeline): --data, --workers, --images, --files, --image-scale, --lighting.
+    data: str = "synthetic"
+    workers: str | None = None
+    images: Path | None = None
+    files: int = DEFAULT_COUNT
+    image_scale: float = 1.0
+    lighting: bool = False
+
+    def input_fields(self, modes: Sequence[str]) -> tuple[list[tuple[int | None, bool]], dict]:
+        """The input pipeline's choices: the (workers, autotune) pairs and the fields every configuration shares."""
+        data = choices(self.data, "data", DATA_SOURCES)[0]
+        if data == "synthetic":
+            given = [option for option, value in (("--workers", self.workers), ("--images", self.images),
+                                                  ("--lighting", self.lighting)) if value]
+            if given:
+                raise UsageError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to --data jpeg")
+            pipeline_only = [mode for mode in modes if not MODES[mode].network]
+            if pipeline_only:
+                raise UsageError(f"--modes {pipeline_only[0]} times the input pipeline alone: add --data jpeg")
+            return [(None, False)], {}
+        return loaders(self.workers), {"data": data, "images": images_spec(self.images, self.files,
+                                                                          self.image_scale),
+                                       "lighting": self.lighting}
 
     def configs(self, replicas: Sequence[int | None] = (None,), nodes: int = 1) -> list[Config]:
         """Every configuration the options name, each option checked first; the engines must be installed."""
         check_protocol(self.warmup, self.iters, self.repeats, self.max_time, self.threads, self.timeout)
         chosen = engines(self.frameworks)
+        chosen_modes = choices(self.modes, "mode", list(MODES))
+        pairs, input_fields = self.input_fields(chosen_modes)
+        if input_fields and list(replicas) != [None]:
+            raise UsageError("--data jpeg feeds one process; leave out --replicas")
         configs = expand(
-            models(self.models), chosen, devices(self.devices), choices(self.modes, "mode", list(MODES)),
+            models(self.models), chosen, devices(self.devices), chosen_modes,
             batch_sizes(self.batch_sizes), choices(self.precisions, "precision", PRECISIONS),
-            replicas=replicas, nodes=nodes, timing=choices(self.timing, "timing", list(TIMING_METHODS))[0],
+            replicas=replicas, nodes=nodes, loaders=pairs,
+            timing=choices(self.timing, "timing", list(TIMING_METHODS))[0],
             compile=self.compile, channels_last=self.channels_last, threads=self.threads, warmup=self.warmup,
-            iters=self.iters, max_time_s=self.max_time or None, repeats=self.repeats)
+            iters=self.iters, max_time_s=self.max_time or None, repeats=self.repeats, **input_fields)
         require_installed(chosen)
         return configs
 

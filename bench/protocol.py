@@ -20,8 +20,10 @@ from typing import Any, ClassVar
 
 PIPE_BUF = select.PIPE_BUF
 # The phases of a child's loops: burn-in, the timed step; a rank's no-sync ceiling and all-reduce after it; an
-# explaining child's profiled steps and layers alone.
+# explaining child's profiled steps and layers alone; a fed step's step alone on a fixed batch and input pipeline
+# alone, before the fed loop.
 WARMUP, TIMED, NO_SYNC, ALLREDUCE, PROFILED, ALONE = "warmup", "timed", "no-sync", "allreduce", "profiled", "alone"
+STEP_ONLY, PIPELINE = "step-only", "pipeline"
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Progress:
     """Samples taken since the previous message, and how far the loop of ``phase`` is."""
 
     event: ClassVar[str] = "progress"
-    phase: str  # WARMUP, TIMED; a rank also NO_SYNC and ALLREDUCE
+    phase: str  # WARMUP, TIMED; a rank also NO_SYNC and ALLREDUCE; a fed step STEP_ONLY and PIPELINE
     done: int
     total: int
     samples: tuple[float, ...] = ()
@@ -75,6 +77,10 @@ class Outcome:
     burn_in_peak_memory_bytes: int | None = None
     allreduce_bytes: int | None = None
     device_busy: float | None = None
+    # The JPEG pipeline: its first batch's wait, and the CPU time (this process and its workers) per image of its
+    # timed loop alone.
+    first_batch_ms: float | None = None
+    cpu_seconds_per_image: float | None = None
     framework: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from bench.config import Config
 from bench.errors import EnvironmentProblem
 from bench.files import atomic_write_text
 from bench.ledger import HOST_BOUND_BELOW
-from bench.modes import FLOP_CONVENTION, MODES, step_flops
+from bench.modes import FLOP_CONVENTION, MODES, get_mode, step_flops
 from bench.stats import Summary, median_ci, summarize
 from bench.timing import TIMING_METHODS
 
@@ -48,7 +48,10 @@ class Derived:
     p95; ``noisy`` when the IQR exceeds 10% of the median. Throughput over the global batch, achieved FLOP/s and
     MFU against the device's peak. Data parallel only: the spread of the ranks' medians, the no-sync ceiling,
     the share of a step spent on gradient exchange, and the all-reduce's time and bus bandwidth. On a GPU,
-    ``host_bound`` when the device was busy for less than half of a profiled step.
+    ``host_bound`` when the device was busy for less than half of a profiled step. Fed from JPEGs: the step alone on
+    a fixed batch (``step_median_ms``, ``step_images_per_s``), the input pipeline's rate alone at the same workers
+    (``pipeline_images_per_s``; for the ``input`` mode, its own rate), and ``input_bound`` when that rate is below
+    the step's.
     """
 
     n: int
@@ -78,6 +81,10 @@ class Derived:
     allreduce_median_ms: float | None = None
     allreduce_bus_gb_per_s: float | None = None
     host_bound: bool | None = None
+    step_median_ms: float | None = None
+    step_images_per_s: float | None = None
+    pipeline_images_per_s: float | None = None
+    input_bound: bool | None = None
 
     def columns(self) -> dict[str, Any]:
         """The figures as flat columns: the interval split into ``median_ci_low_ms`` and ``median_ci_high_ms``."""
@@ -105,6 +112,8 @@ class Derived:
 def config_counts(config: Config) -> dict[str, int]:
     """MACs per image and FLOPs per step of ``config``; a data-parallel step is every replica's, the global batch."""
     spec = zoo.get_spec(config.model)
+    if not get_mode(config.mode).network:  # the input pipeline alone: no network runs
+        return {"macs_per_image": None, "flops_per_step": None}
     return {"macs_per_image": spec.macs, "flops_per_step": step_flops(spec, config.global_batch, config.mode)}
 
 
@@ -143,6 +152,13 @@ class Result:
     # On a GPU: the share of a profiled step the device spent running kernels; below HOST_BOUND_BELOW the step is
     # the host launching work, and its MFU says nothing about the device.
     device_busy: float | None = None
+    # Fed from JPEGs (data="jpeg"), in the same process before the fed loop: the step alone on a fixed batch, and the
+    # input pipeline alone (ms per batch). The pipeline's first batch (its workers starting included), and the CPU
+    # seconds per image of the pipeline alone, over this process and its workers.
+    step_samples_ms: tuple[float, ...] = ()
+    pipeline_samples_ms: tuple[float, ...] = ()
+    first_batch_ms: float | None = None
+    cpu_seconds_per_image: float | None = None
     settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -206,8 +222,22 @@ class Result:
             noisy=summary.noisy, global_batch=batch, images_per_s=batch / (median / 1e3), ms_per_image=median / batch,
             gflops_per_s=gflops_per_s, mfu=mfu,
             host_bound=self.device_busy < HOST_BOUND_BELOW if self.device_busy is not None else None,
-            **self._data_parallel(),
+            **self._data_parallel(), **self._fed(),
         )
+
+    def _fed(self) -> dict[str, Any]:
+        """The step alone, the pipeline alone, and whether the pipeline is the bound."""
+        batch = self.config.global_batch
+        values: dict[str, Any] = {}
+        if self.step_samples_ms:
+            values["step_median_ms"] = statistics.median(self.step_samples_ms)
+            values["step_images_per_s"] = batch / (values["step_median_ms"] / 1e3)
+        pipeline = self.pipeline_samples_ms or (self.samples_ms if self.config.mode == "input" else ())
+        if pipeline:
+            values["pipeline_images_per_s"] = batch / (statistics.median(pipeline) / 1e3)
+        if "step_images_per_s" in values and "pipeline_images_per_s" in values:
+            values["input_bound"] = values["pipeline_images_per_s"] < values["step_images_per_s"]
+        return values
 
     def _data_parallel(self) -> dict[str, float]:
         """Spread across ranks, the communication-free ceiling and the all-reduce's bus bandwidth.
@@ -239,13 +269,15 @@ class Result:
         stored["rank_samples_ms"] = [list(samples) for samples in self.rank_samples_ms]
         stored["no_sync_samples_ms"] = list(self.no_sync_samples_ms)
         stored["allreduce_samples_ms"] = list(self.allreduce_samples_ms)
+        stored["step_samples_ms"] = list(self.step_samples_ms)
+        stored["pipeline_samples_ms"] = list(self.pipeline_samples_ms)
         return {**self.config.to_dict(), **stored, **asdict(self.derived)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Result:
         """Rebuild from a run file's entry; derived figures in it are ignored and recomputed."""
         sequences = ("config", "samples_ms", "process_sample_counts", "rank_samples_ms", "no_sync_samples_ms",
-                     "allreduce_samples_ms")
+                     "allreduce_samples_ms", "step_samples_ms", "pipeline_samples_ms")
         stored = {f.name: values[f.name] for f in fields(cls) if f.name not in sequences and f.name in values}
 
         def floats(key: str) -> tuple[float, ...]:
@@ -255,6 +287,7 @@ class Result:
                    process_sample_counts=tuple(int(v) for v in values.get("process_sample_counts") or ()),
                    rank_samples_ms=tuple(tuple(float(v) for v in rank) for rank in values.get("rank_samples_ms") or ()),
                    no_sync_samples_ms=floats("no_sync_samples_ms"), allreduce_samples_ms=floats("allreduce_samples_ms"),
+                   step_samples_ms=floats("step_samples_ms"), pipeline_samples_ms=floats("pipeline_samples_ms"),
                    **stored)
 
 

@@ -24,7 +24,7 @@ from bench.engines import get_engine
 from bench.environment import host_environment, now_utc
 from bench.launchers import Cluster
 from bench.peak import attach_peaks
-from bench.protocol import TIMED, Message, Progress
+from bench.protocol import PIPELINE, STEP_ONLY, TIMED, Message, Progress
 from bench.record import Result, Run, config_counts, write_run
 from bench.supervisor import ChildReports, Ending, Interrupted, Launch, supervise
 
@@ -95,6 +95,8 @@ def worker_result(config: Config, reports: ChildReports, ending: Ending, timeout
     """The result of one worker process from what it said and how it ended."""
     report = reports.by_rank.get(0)
     samples = tuple(report.samples.get(TIMED, ())) if report is not None else ()
+    phases = {"step_samples_ms": tuple(report.samples.get(STEP_ONLY, ())) if report is not None else (),
+              "pipeline_samples_ms": tuple(report.samples.get(PIPELINE, ())) if report is not None else ()}
     burn_in = report.burn_in if report is not None else None
     counts = config_counts(config)
     outcome = report.outcome if report is not None else None
@@ -106,7 +108,9 @@ def worker_result(config: Config, reports: ChildReports, ending: Ending, timeout
                       partial=outcome.status != "ok" and bool(samples), samples_ms=samples,
                       first_step_ms=outcome.first_step_ms, peak_memory_bytes=outcome.peak_memory_bytes,
                       burn_in_peak_memory_bytes=outcome.burn_in_peak_memory_bytes, capped=outcome.capped,
-                      device_busy=outcome.device_busy, settings=dict(outcome.settings), **counts)
+                      device_busy=outcome.device_busy, settings=dict(outcome.settings),
+                      first_batch_ms=outcome.first_batch_ms, cpu_seconds_per_image=outcome.cpu_seconds_per_image,
+                      **phases, **counts)
     if ending.interrupted is not None:
         status, reason = "interrupted", f"interrupted by {ending.interrupted.signal_name} while this configuration ran"
     elif ending.timed_out:
@@ -115,7 +119,7 @@ def worker_result(config: Config, reports: ChildReports, ending: Ending, timeout
         status, reason = "failed", f"worker {ending.reason(0)}"
     return Result(config=config, status=status, reason=f"{config.framework}: {reason}", partial=bool(samples),
                   samples_ms=samples, first_step_ms=burn_in.first_step_ms if burn_in else None,
-                  burn_in_peak_memory_bytes=burn_in.burn_in_peak_memory_bytes if burn_in else None, **counts)
+                  burn_in_peak_memory_bytes=burn_in.burn_in_peak_memory_bytes if burn_in else None, **phases, **counts)
 
 
 def combine_processes(config: Config, processes: list[Result]) -> Result:
@@ -142,6 +146,11 @@ def combine_processes(config: Config, processes: list[Result]) -> Result:
         settings=processes[0].settings or last.settings,
         device_busy=statistics.median(busy) if (busy := [p.device_busy for p in processes
                                                          if p.device_busy is not None]) else None,
+        step_samples_ms=tuple(sample for process in processes for sample in process.step_samples_ms),
+        pipeline_samples_ms=tuple(sample for process in processes for sample in process.pipeline_samples_ms),
+        first_batch_ms=processes[0].first_batch_ms,
+        cpu_seconds_per_image=statistics.median(cpu) if (cpu := [p.cpu_seconds_per_image for p in processes
+                                                                 if p.cpu_seconds_per_image is not None]) else None,
     )
     if last.status == "ok" and len(processes) == config.repeats:
         return measured

@@ -56,7 +56,8 @@ class TFBackend:
     def __init__(self) -> None:
         self._device_name = "/CPU:0"
         self._on_gpu = False
-        self._step: tf.types.experimental.PolymorphicFunction | None = None
+        self._traced: tf.types.experimental.PolymorphicFunction | None = None  # the step, taking its batch
+        self._step: Callable[[], object] | None = None  # the step on the prepared batch
         self.model: keras.Model | None = None  # the network and input of the last prepared step
         self.images: tf.Tensor | None = None
         self.labels: tf.Tensor | None = None
@@ -132,13 +133,13 @@ class TFBackend:
 
         if not mode.backward:
 
-            def forward():
+            def forward(images, labels):
                 return model(images, training=False)
 
             function = forward
         else:
 
-            def forward_backward():
+            def forward_backward(images, labels):
                 with tf.GradientTape() as tape:
                     logits = tf.cast(model(images, training=True), tf.float32)
                     # Under a strategy Keras divides each replica's mean loss by the replica count
@@ -172,17 +173,32 @@ class TFBackend:
 
         if strategy is not None:
 
-            def on_device():
-                return strategy.run(function)
+            def on_device(images, labels):
+                return strategy.run(function, args=(images, labels))
         else:
 
-            def on_device():
+            def on_device(images, labels):
                 # Placement is traced into the graph, so calls pay nothing for it.
                 with tf.device(device_name):
-                    return function()
+                    return function(images, labels)
 
-        self._step = tf.function(on_device, jit_compile=bool(config.compile), reduce_retracing=False)
+        # The batch is an argument of the traced step, so a step fed from the input pipeline (fed_step) runs the
+        # same graph, traced once for the batch's shape and dtype.
+        traced = tf.function(on_device, jit_compile=bool(config.compile), reduce_retracing=False)
+        self._traced = traced
+        self._step = lambda: traced(images, labels)
         return self._step
+
+    def fed_step(self, batches) -> Callable[[], object]:
+        """The prepared step on the next batch of ``batches`` (tf.data's host tensors, the same shape and dtype as
+        the fixed batch): the same traced function, the copy to the device inside it."""
+        traced = self._traced
+
+        def fed():
+            images, labels = next(batches)
+            return traced(images, labels)
+
+        return fed
 
     # Data parallel (bench.rank): MultiWorkerMirroredStrategy, one worker process per replica, from TF_CONFIG.
 
@@ -266,7 +282,7 @@ class TFBackend:
             tf.test.experimental.sync_devices()
 
     def trace_count(self) -> int:
-        return int(self._step.experimental_get_tracing_count()) if self._step is not None else 0
+        return int(self._traced.experimental_get_tracing_count()) if self._traced is not None else 0
 
     def reset_peak_memory(self) -> None:
         if self._on_gpu:

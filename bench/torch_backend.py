@@ -47,6 +47,8 @@ class TorchBackend:
         self.labels: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._step: Callable[[], object] | None = None
+        self._step_on: Callable[[torch.Tensor, torch.Tensor], object] | None = None  # the step on a given batch
+        self._memory_format = torch.contiguous_format
         self._data_parallel = False  # joined a process group: prepare() wraps the model in DDP
 
     def configure(self, config: Config, threads: int) -> None:
@@ -119,14 +121,16 @@ class TorchBackend:
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
         scaler = torch.amp.GradScaler(kind, init_scale=FP16_LOSS_SCALE) if config.precision == "fp16" else None
 
+        self._memory_format = memory_format
         if not mode.backward:
             model.eval()
 
-            def step() -> object:
+            def step_on(images: torch.Tensor, labels: torch.Tensor) -> object:
                 with torch.no_grad(), autocast():
                     return forward(images)
 
-            return step
+            self._step_on = step_on
+            return lambda: step_on(images, labels)
 
         model.train()
         optimizer = None
@@ -136,7 +140,7 @@ class TorchBackend:
             )
         self.optimizer = optimizer
 
-        def step() -> object:
+        def step_on(images: torch.Tensor, labels: torch.Tensor) -> object:
             # Fresh gradient tensors each step, as TensorFlow's tape returns; accumulating would add work.
             model.zero_grad(set_to_none=True)
             with autocast():
@@ -150,7 +154,21 @@ class TorchBackend:
                     optimizer.step()
             return loss
 
-        return step
+        self._step_on = step_on
+        return lambda: step_on(images, labels)
+
+    def fed_step(self, batches) -> Callable[[], object]:
+        """The prepared step on the next batch of ``batches`` (host tensors from the input pipeline), copied to the
+        device first: from pinned memory without blocking the host on a GPU, in the step's memory format."""
+        step_on, device, memory_format = self._step_on, self._device, self._memory_format
+        non_blocking = device.type == "cuda"
+
+        def fed() -> object:
+            images, labels = next(batches)
+            return step_on(images.to(device, non_blocking=non_blocking).contiguous(memory_format=memory_format),
+                           labels.to(device, non_blocking=non_blocking))
+
+        return fed
 
     # Data parallel (bench.rank): torch.distributed's process group, started by torch.distributed.run.
 

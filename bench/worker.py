@@ -28,6 +28,7 @@ def measure(child: Child) -> Outcome:
         return Outcome(status="ok", first_step_ms=timing.first_step_ms, capped=timing.capped,
                        peak_memory_bytes=peak_memory, device_busy=backend.device_busy(BUSY_STEPS),
                        burn_in_peak_memory_bytes=child.burn_in.burn_in_peak_memory_bytes if child.burn_in else None,
+                       first_batch_ms=child.first_batch_ms, cpu_seconds_per_image=child.cpu_seconds_per_image,
                        **child.facts())
     except Exception as error:  # any failure of one configuration becomes its result
         return child.failure(error)

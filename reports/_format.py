@@ -59,6 +59,15 @@ def replicas(count: int | None, nodes: int = 1) -> str:
     return f"x{count}" + (f" x{nodes} machines" if nodes > 1 else "")
 
 
+def data_source(data: str, workers: int | None, autotune: bool) -> str:
+    """Where a configuration's batch came from: "synthetic", "jpeg, 2 workers", "jpeg, AUTOTUNE"."""
+    if data == "synthetic":
+        return data
+    if autotune:
+        return f"{data}, AUTOTUNE"
+    return f"{data}, {workers} worker{'s' if workers != 1 else ''}" if workers else f"{data}, in-process"
+
+
 def setting(value: object) -> str:
     """A recorded setting as text: yes/no for booleans, "none" for an unset one."""
     if value is None:

@@ -50,7 +50,8 @@ def setting(entry: LabelledResult) -> tuple:
 
 def sort_key(entry: LabelledResult) -> tuple:
     config = entry.result.config
-    return (*setting(entry), config.framework, config.compile, config.channels_last)
+    return (*setting(entry), config.framework, config.compile, config.channels_last, config.data,
+            config.autotune, config.workers if config.workers is not None else -1)
 
 
 def by_model_and_mode(entries: Iterable[LabelledResult]) -> dict[tuple[str, str], list[LabelledResult]]:
@@ -72,7 +73,8 @@ def time_vs_fastest(group: Sequence[LabelledResult]) -> list[float]:
 def series_name(entry: LabelledResult, with_run: bool) -> str:
     """framework, then whatever else sets this series apart, for legends and column headers."""
     config = entry.result.config
-    parts = [config.framework, config.device, config.precision, _format.variant(config.compile, config.channels_last)]
+    parts = [config.framework, config.device, config.precision, _format.variant(config.compile, config.channels_last),
+             f"{config.data} {config.loader}" if config.data != "synthetic" else ""]
     return " ".join(part for part in ([entry.run] if with_run else []) + parts if part)
 
 
@@ -80,7 +82,8 @@ def _fields(config: Config) -> dict[str, str]:
     return {"model": config.model, "framework": config.framework, "device": config.device, "mode": config.mode,
             "batch": f"b{config.batch_size}", "precision": config.precision,
             "variant": _format.variant(config.compile, config.channels_last),
-            "replicas": _format.replicas(config.replicas, config.nodes)}
+            "replicas": _format.replicas(config.replicas, config.nodes),
+            "data": f"{config.data} {config.loader}".strip()}
 
 
 def short_labels(configs: Sequence[Config]) -> tuple[list[str], str]:

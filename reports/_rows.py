@@ -18,6 +18,7 @@ NOISY_MARK = "~"
 CAPPED_MARK = "capped"
 ABOVE_PEAK_MARK = "!"
 HOST_BOUND_MARK = "h"
+INPUT_BOUND = "input"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("framework", "framework", False),
     Column("variant", "variant", False),
     Column("replicas", "replicas", False),
+    Column("data", "data", False),
     Column("median", "median ms", True),
     Column("ci", "CI ms", True, drop_order=7),
     Column("ms_per_image", "ms/image", True, drop_order=5),
@@ -46,6 +48,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("gflops_per_s", "GFLOP/s", True, drop_order=6),
     Column("mfu", "MFU %", True, drop_order=9),
     Column("device_busy", "device busy", True),
+    Column("step_alone", "step alone images/s", True),
+    Column("pipeline_rate", "pipeline images/s", True),
+    Column("bound", "bound", False),
+    Column("cpu_per_image", "CPU ms/image", True),
+    Column("first_batch", "first batch ms", True, drop_order=2),
     Column("peak_memory", "peak memory", True, drop_order=3),
     Column("burn_in_memory", "burn-in memory", True, drop_order=1),
     Column("first_step", "first step ms", True, drop_order=2),
@@ -73,16 +80,27 @@ def columns_for(group: Sequence[LabelledResult], shown_in_title: Sequence[str] =
 
 
 def figure_columns(group: Sequence[LabelledResult]) -> list[str]:
-    """The figures' columns, device busy only where a result of the group knows it (a GPU result)."""
-    return [column.key for column in COLUMNS if column.numeric and column.key != "batch"
-            and (column.key != "device_busy" or with_device_busy(group))]
+    """The figures' columns; device busy only where a result of the group knows it (a GPU result), and the input
+    pipeline's only where a result of the group has them (fed from JPEGs, or the pipeline alone)."""
+    known = {"device_busy": with_device_busy(group),
+             "step_alone": any(entry.result.derived.step_images_per_s is not None for entry in group),
+             "cpu_per_image": any(entry.result.cpu_seconds_per_image is not None for entry in group),
+             "first_batch": any(entry.result.first_batch_ms is not None for entry in group)}
+    known["pipeline_rate"] = known["bound"] = known["step_alone"]
+    # The pipeline alone: the first step is the first batch, and no network runs (no FLOPs, no MFU).
+    network = any(entry.result.flops_per_step is not None for entry in group)
+    skipped = set() if network else {"gflops_per_s", "mfu"}
+    return [column.key for column in COLUMNS if (column.numeric or column.key == "bound") and column.key != "batch"
+            and known.get(column.key, True) and column.key not in skipped]
 
 
 def optional_columns(group: Sequence[LabelledResult]) -> list[str]:
     """"variant" where a result of the group is compiled or channels-last, "replicas" where one is data-parallel."""
     with_variant = any(entry.result.config.compile or entry.result.config.channels_last for entry in group)
     with_replicas = any(entry.result.config.replicas is not None for entry in group)
-    return (["variant"] if with_variant else []) + (["replicas"] if with_replicas else [])
+    with_data = any(entry.result.config.data != "synthetic" for entry in group)
+    return ((["variant"] if with_variant else []) + (["replicas"] if with_replicas else [])
+            + (["data"] if with_data else []))
 
 
 def with_device_busy(group: Sequence[LabelledResult]) -> bool:
@@ -119,6 +137,13 @@ def rows(group: Sequence[LabelledResult]) -> list[Row]:
             "first_step": _format.milliseconds(result.first_step_ms) if result.first_step_ms is not None else "",
             "samples": _samples(derived, result.capped),
             "vs_fastest": _format.ratio(ratio),
+            "data": _format.data_source(config.data, config.workers, config.autotune),
+            "step_alone": _format.rate(derived.step_images_per_s),
+            "pipeline_rate": _format.rate(derived.pipeline_images_per_s),
+            "bound": "" if derived.input_bound is None else INPUT_BOUND if derived.input_bound else "step",
+            "cpu_per_image": "" if result.cpu_seconds_per_image is None
+                             else _format.milliseconds(result.cpu_seconds_per_image * 1e3),
+            "first_batch": _format.milliseconds(result.first_batch_ms) if result.first_batch_ms is not None else "",
         }
         built.append(Row(cells, fastest=ratio == 1.0))
     return built
@@ -163,6 +188,13 @@ def legend(results: Sequence, dropped: Sequence[str] = ()) -> list[str]:
         lines.append(f"{HOST_BOUND_MARK} host-bound: the device ran kernels for less than {HOST_BOUND_BELOW:.0%} of a "
                      "profiled step (device busy); the step is the host launching work, and its MFU says nothing "
                      "about the device")
+    if any(d.input_bound is not None for d in derived):
+        lines.append("fed from JPEGs: images/s with the input pipeline feeding every step; step alone: the same "
+                     "step on one fixed batch; pipeline: the input pipeline alone at the same workers, in the same "
+                     f"process; bound: {INPUT_BOUND} where the pipeline alone is slower than the step alone")
+    if any(result.cpu_seconds_per_image is not None for result in results):
+        lines.append("CPU ms/image: CPU time of the measuring process and its loader workers over the pipeline's "
+                     "timed batches, per image; first batch ms: the wait for the first batch, workers starting")
     if dropped:
         lines.append(f"narrow terminal: left out {', '.join(COLUMN_BY_KEY[key].header for key in dropped)} (in "
                      "that order as width runs out); widen the terminal or see report.md")

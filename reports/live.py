@@ -6,6 +6,9 @@ the bar narrows with the terminal, so the display stays readable at 80 columns.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -101,3 +104,25 @@ class LiveProgress:
             kept = f" ({len(result.samples_ms)} samples kept)" if result.samples_ms else ""
             self._progress.update(task, total=1, completed=0, status=f"[{color}]{result.status}[/]{kept}")
         self._progress.stop_task(task)
+
+
+@contextlib.contextmanager
+def making_progress(console: Console, what: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar while an image set is made; yields the ``on_progress(done, total)`` to pass. Nothing is shown
+    when the set is already cached (no progress is reported)."""
+    progress = Progress(TextColumn(f"making the image set ({escape(what)})"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=console, transient=True)
+    task: list[TaskID] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if not task:
+            progress.start()
+            task.append(progress.add_task("", total=total))
+        progress.update(task[0], completed=done)
+
+    try:
+        yield on_progress
+    finally:
+        if task:
+            progress.stop()
+            console.print(f"made the image set ({what}); cached for later runs", highlight=False, markup=False)

@@ -14,7 +14,7 @@ from bench.explain import EXPLAIN_FILE_NAME, read_explanations
 from bench.modes import MODES
 from bench.record import Derived, Run
 from bench.stats import NOISY_IQR_RATIO
-from reports import _format, _rows, scaling
+from reports import _format, _rows, pipeline, scaling
 from reports._environment import merged_environment_rows
 from reports._files import ensure_folder
 from reports._groups import (
@@ -51,11 +51,13 @@ def write_report(runs: list[Run], out_path: str | Path) -> Path:
     measured = [entry for entry in entries if entry.result.status == "ok"]
     replica_rows = scaling.scaling_rows(measured)
     replica_charts = scaling.plot_scaling(replica_rows, out_path.parent, out_path.stem)
+    pipeline_charts = pipeline.plot_pipelines(measured, out_path.parent, out_path.stem)
     with_run = len(runs) > 1
     sections = [
         _heading(runs),
         _environment_section(runs),
         _results_section(measured, with_run, median_charts, scaling_charts, replica_rows, replica_charts),
+        _pipeline_section(measured, pipeline_charts),
         _explain_section(runs, out_path),
         _settings_section(entries, with_run),
         _methodology_section(runs),
@@ -63,6 +65,22 @@ def write_report(runs: list[Run], out_path: str | Path) -> Path:
     ]
     out_path.write_text("\n\n".join(section for section in sections if section) + "\n")
     return out_path
+
+
+def _pipeline_section(measured: Sequence[LabelledResult], charts: dict[str, Path]) -> str:
+    """The input pipelines: their rates by workers, the fed steps' rates alone, and the workers each step needs."""
+    rows = pipeline.rows(measured)
+    if not rows:
+        return ""
+    parts = ["## Input pipeline",
+             "Each engine's JPEG pipeline (decode, resize to 256, centre 256x256, random crop, random flip, "
+             "normalise, batch) alone: images/s by workers. A step fed from JPEGs measures, in its own process, the "
+             "step alone on a fixed batch and the pipeline alone at its workers before the fed loop; the step is "
+             "*input-bound* where the pipeline alone is slower.",
+             *pipeline.needed_sentences(measured),
+             _table(pipeline.HEADERS, rows, text_columns=pipeline.TEXT_COLUMNS)]
+    parts += [f"![{model}: input pipeline against workers]({chart.name})" for model, chart in charts.items()]
+    return "\n\n".join(parts)
 
 
 def _explain_section(runs: Sequence[Run], out_path: Path) -> str:

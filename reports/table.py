@@ -230,3 +230,23 @@ def fidelity_table(rows: Sequence[dict], threads: int, rounds: int) -> Table:
                       _format.milliseconds(row["reference_ms"]), f"{row['ratio']:.3f}", f"±{row['tolerance']:.0%}",
                       Text("within", style="green") if row["within_target"] else Text("OUTSIDE", style="red"))
     return table
+
+
+def pipeline_check_table(checks: list[dict]) -> Table:
+    """The input pipelines' parity check (``bench.pipeline_check``): each engine's batch against the reference's,
+    in 8-bit levels of the pixels."""
+    first = checks[0] if checks else {}
+    table = Table(title=f"Input pipelines, same crops, flips and lighting: {first.get('model', '')}, "
+                        f"{first.get('batch', '')} images" + (", lighting on" if first.get("lighting") else ""),
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("reference", "pipeline", "mean levels", "max levels", "values differing", "over 1 level",
+                   "passed"):
+        table.add_column(header, justify="left" if header in ("reference", "pipeline", "passed") else "right")
+    for check in checks:
+        if "error" in check:
+            table.add_row(check["reference"], check["framework"], "", "", "", "", f"no: {check['error']}")
+            continue
+        table.add_row(check["reference"], check["framework"], f"{check['mean_levels']:.3f}",
+                      f"{check['max_levels']:g}", f"{check['share_differing']:.1%}",
+                      f"{check['share_over_1_level']:.1%}", "yes" if check["passed"] else "NO")
+    return table

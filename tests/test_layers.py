@@ -12,11 +12,12 @@ FRAMEWORK_WORDS = frozenset({"torch", "tf", "tensorflow", "keras", "pytorch", "j
 
 
 def engine_modules() -> frozenset[str]:
-    """The engine table and the modules it names (backends, launcher programs): the only places in bench and
-    reports that may name a framework."""
+    """The engine table and the modules it names (backends, input pipelines, launcher programs): the only places
+    in bench and reports that may name a framework."""
     from bench.engines import ENGINES
 
-    named = {engine.backend.split(":")[0] for engine in ENGINES.values()}
+    named = {reference.split(":")[0] for engine in ENGINES.values()
+             for reference in (engine.backend, engine.pipeline) if reference}
     named |= {engine.data_parallel.program[-1] for engine in ENGINES.values()
               if getattr(engine.data_parallel, "program", None)}
     return frozenset({"bench/engines.py", *(name.replace(".", "/") + ".py" for name in named)})

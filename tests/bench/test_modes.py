@@ -27,10 +27,12 @@ def test_alexnet_backward_leaves_out_conv1_input_gradient():
 
 
 def test_every_mode_is_one_entry_with_its_parts():
-    assert [(m.name, m.backward, m.update) for m in MODES.values()] == [
-        ("forward", False, False), ("forward-backward", True, False), ("train", True, True)]
+    assert [(m.name, m.backward, m.update, m.network) for m in MODES.values()] == [
+        ("forward", False, False, True), ("forward-backward", True, False, True), ("train", True, True, True),
+        ("input", False, False, False)]
     assert "input gradients of every layer but the first" in FLOP_CONVENTION
-    with pytest.raises(ValueError, match="mode must be one of forward, forward-backward, train"):
+    assert step_flops(zoo.get_spec("alexnet"), 8, "input") == 0  # the input pipeline alone runs no network
+    with pytest.raises(ValueError, match="mode must be one of forward, forward-backward, train, input"):
         get_mode("inference")
 
 
