@@ -27,8 +27,8 @@ from bench.modes import FLOP_CONVENTION, MODES, get_mode, step_flops
 from bench.stats import Summary, median_ci, summarize
 from bench.timing import TIMING_METHODS
 
-SCHEMA = 3
-READABLE_SCHEMAS = (1, 2, 3)
+SCHEMA = 4
+READABLE_SCHEMAS = (1, 2, 3, 4)
 RUN_FILE_NAME = "results.json"
 
 # ok: every planned sample was taken. failed / interrupted may hold the samples taken before the end (partial).
@@ -377,6 +377,11 @@ def _migrated(document: dict[str, Any]) -> dict[str, Any]:
         document = {**document, "schema": 2, "results": [_from_schema_1(entry) for entry in document["results"]]}
     if document["schema"] == 2:
         document = _from_schema_2(document)
+    if document["schema"] == 3:
+        # Schema 4 adds where a step's batch comes from (``data``, ``images``, ``workers``, ``autotune``,
+        # ``lighting``); every schema-3 configuration timed one fixed batch, the defaults. The number changes so
+        # that an older reader refuses a file whose configurations it would take for synthetic ones.
+        document = {**document, "schema": 4}
     return document
 
 

@@ -195,7 +195,9 @@ def _speedup_lines(group: Sequence[LabelledResult], with_run: bool) -> list[str]
 
 def _name(entry: LabelledResult) -> str:
     config = entry.result.config
-    variant = _format.variant(config.compile, config.channels_last)
+    variant = ", ".join(part for part in (_format.variant(config.compile, config.channels_last),
+                                          _format.data_source(config.data, config.workers, config.autotune)
+                                          if config.data != "synthetic" else "") if part)
     return f"**{config.framework}**" + (f" ({variant})" if variant else "")
 
 

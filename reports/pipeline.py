@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from bench.pipeline import needed_workers
 from reports import _format
 from reports._groups import LabelledResult
-from reports.plots import file_safe, save_png
+from reports.plots import LOG_AXIS_SPREAD, file_safe, save_png
 
 HEADERS = ["model", "device", "framework", "batch", "workers", "pipeline images/s", "source"]
 TEXT_COLUMNS = {"model", "device", "framework", "workers", "source"}
@@ -143,7 +143,12 @@ def plot_pipelines(measured: Sequence[LabelledResult], out_dir: str | Path, pref
         axes.set_xlabel("workers")
         axes.set_ylabel("images/s")
         axes.set_xticks(sorted({rate.workers for rate in model_rates}))
-        axes.set_ylim(bottom=0)
+        shown = [rate.images_per_s for rate in model_rates] + [step.images_per_s for step in steps
+                                                                 if step.model == model]
+        if max(shown) > LOG_AXIS_SPREAD * min(shown):  # a step far below its pipeline stays visible
+            axes.set_yscale("log")
+        else:
+            axes.set_ylim(bottom=0)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize="small")
         figure.suptitle(f"{model}: input pipeline against workers")

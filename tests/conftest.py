@@ -2,6 +2,7 @@
 share a process, and tests of an engine that is not installed skipped (a GPU machine may have torch alone)."""
 
 import os
+import subprocess
 import tempfile
 
 import pytest
@@ -60,3 +61,18 @@ def _cuda_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+@pytest.fixture
+def cli_main(capfd):
+    """``cli_main(*args)``: ``python cli.py ARGS`` run by ``cli.main`` in this process, with its exit code and
+    everything written to file descriptors 1 and 2, as a subprocess would give them."""
+    import cli
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capfd.readouterr()  # only what this command writes
+        returncode = cli.main(list(args))
+        stdout, stderr = capfd.readouterr()
+        return subprocess.CompletedProcess(["cli.py", *args], returncode, stdout, stderr)
+
+    return run

@@ -1,7 +1,8 @@
 """The ``bench`` command: a real small run, the GPU skip path, and one line for every bad input.
 
-Most cases run ``cli.main`` in this process (``cli_main``): the same parsing, checks, messages and exit codes (the
-configurations still run in worker processes), without a second interpreter starting and importing the CLI for each.
+Most cases run ``cli.main`` in this process (``cli_main``, from tests/conftest.py): the same parsing, checks,
+messages and exit codes (the configurations still run in worker processes), without a second interpreter starting
+and importing the CLI for each.
 The small run, SIGTERM and one bad input of each kind run ``python cli.py``, so what the process prints and its exit
 status are checked end to end.
 """
@@ -24,21 +25,6 @@ def run_cli(*args: str, timeout: int = 300, columns: int | None = None) -> subpr
     environment = {**os.environ, **({"COLUMNS": str(columns)} if columns else {})}
     return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env=environment)
-
-
-@pytest.fixture
-def cli_main(capfd):
-    """``cli_main(*args)``: ``python cli.py ARGS`` run by ``cli.main`` in this process, with its exit code and
-    everything written to file descriptors 1 and 2, as ``run_cli`` returns them."""
-    import cli
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        capfd.readouterr()  # only what this command writes
-        returncode = cli.main(list(args))
-        stdout, stderr = capfd.readouterr()
-        return subprocess.CompletedProcess(["cli.py", *args], returncode, stdout, stderr)
-
-    return run
 
 
 @pytest.mark.torch
