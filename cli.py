@@ -375,10 +375,11 @@ def _check_pipelines(grid: plan.Grid, as_json: bool) -> None:
     """``pipeline --check``: every installed engine's pipeline against the first's, on the same drawn choices."""
     from bench.config import Config
     from bench.engines import get_engine
-    from bench.pipeline import CHECK_MAX_LEVELS, CHECK_MEAN_LEVELS
+    from bench.pipeline import CHECK_BATCH, CHECK_MAX_LEVELS, CHECK_MEAN_LEVELS
     from bench.pipeline_check import check_pipelines
 
-    configs = plan.Grid(grid.models, grid.frameworks, "cpu", "input", "1", data="jpeg", workers="0",
+    # The check's batch: the first CHECK_BATCH files, which the image set must hold.
+    configs = plan.Grid(grid.models, grid.frameworks, "cpu", "input", str(CHECK_BATCH), data="jpeg", workers="0",
                         images=grid.images, files=grid.files, image_scale=grid.image_scale,
                         lighting=grid.lighting).configs()
     runnable = [config.framework for config in configs if get_engine(config.framework).refusal(config) is None]

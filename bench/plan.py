@@ -104,15 +104,20 @@ def default_worker_counts() -> str:
     return ",".join(str(count) for count in dict.fromkeys([*counts, cpus]))
 
 
-def images_spec(images: Path | None, files: int, scale: float) -> str:
-    """The image set of ``--data jpeg``: the user's folder (checked to hold JPEGs), or the made set's spec."""
+def images_spec(images: Path | None, files: int, scale: float, largest_batch: int) -> str:
+    """The image set of ``--data jpeg``: the user's folder (checked to hold JPEGs), or the made set's spec; either
+    must hold a batch of the largest size asked for."""
     if images is not None:
         from bench.images import folder_images
 
-        folder_images(images)  # refuses a folder without JPEGs now, in one line
+        count = len(folder_images(images))  # refuses a folder without JPEGs now, in one line
+        if count < largest_batch:
+            raise UsageError(f"--images DIR: {count} JPEGs under {images} make no batch of {largest_batch}")
         return folder_spec(images)
     if files < 1:
         raise UsageError(f"--files must be >= 1, received {files}")
+    if files < largest_batch:
+        raise UsageError(f"--files {files} make no batch of {largest_batch}; give at least that many")
     if not 0 < scale <= 1:
         raise UsageError(f"--image-scale must be in (0, 1], received {scale:g}")
     return made_spec(count=files, scale=scale)
@@ -228,7 +233,7 @@ class Grid:
     image_scale: float = 1.0
     lighting: bool = False
 
-    def input_fields(self, modes: Sequence[str]) -> tuple[list[tuple[int | None, bool]], dict]:
+    def input_fields(self, modes: Sequence[str], largest_batch: int) -> tuple[list[tuple[int | None, bool]], dict]:
         """The input pipeline's choices: the (workers, autotune) pairs and the fields every configuration shares."""
         data = choices(self.data, "data", DATA_SOURCES)[0]
         if data == "synthetic":
@@ -240,21 +245,20 @@ class Grid:
             if pipeline_only:
                 raise UsageError(f"--modes {pipeline_only[0]} times the input pipeline alone: add --data jpeg")
             return [(None, False)], {}
-        return loaders(self.workers), {"data": data, "images": images_spec(self.images, self.files,
-                                                                          self.image_scale),
-                                       "lighting": self.lighting}
+        spec = images_spec(self.images, self.files, self.image_scale, largest_batch)
+        return loaders(self.workers), {"data": data, "images": spec, "lighting": self.lighting}
 
     def configs(self, replicas: Sequence[int | None] = (None,), nodes: int = 1) -> list[Config]:
         """Every configuration the options name, each option checked first; the engines must be installed."""
         check_protocol(self.warmup, self.iters, self.repeats, self.max_time, self.threads, self.timeout)
         chosen = engines(self.frameworks)
-        chosen_modes = choices(self.modes, "mode", list(MODES))
-        pairs, input_fields = self.input_fields(chosen_modes)
+        chosen_modes, sizes = choices(self.modes, "mode", list(MODES)), batch_sizes(self.batch_sizes)
+        pairs, input_fields = self.input_fields(chosen_modes, max(sizes))
         if input_fields and list(replicas) != [None]:
             raise UsageError("--data jpeg feeds one process; leave out --replicas")
         configs = expand(
-            models(self.models), chosen, devices(self.devices), chosen_modes,
-            batch_sizes(self.batch_sizes), choices(self.precisions, "precision", PRECISIONS),
+            models(self.models), chosen, devices(self.devices), chosen_modes, sizes,
+            choices(self.precisions, "precision", PRECISIONS),
             replicas=replicas, nodes=nodes, loaders=pairs,
             timing=choices(self.timing, "timing", list(TIMING_METHODS))[0],
             compile=self.compile, channels_last=self.channels_last, threads=self.threads, warmup=self.warmup,

@@ -2,8 +2,16 @@
 input (``cli_main`` from tests/conftest.py runs ``cli.main`` in this process; configurations run in workers)."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 SMALL_SET = ("--files", "8", "--image-scale", "0.25")
 
@@ -48,6 +56,7 @@ def test_pipeline_check_proves_the_same_images_with_lighting(cli_main):
     (("bench", "alexnet", "--data", "jpeg", "--replicas", "2"), "--data jpeg feeds one process"),
     (("pipeline", "--images", "/no/such/folder"), "--images DIR: /no/such/folder is not a folder"),
     (("pipeline", "--files", "0"), "--files must be >= 1"),
+    (("pipeline", "--files", "8"), "--files 8 make no batch of 32; give at least that many"),
 ])
 def test_bad_pipeline_input_is_one_line_and_exit_2(cli_main, args, message):
     completed = cli_main(*args)
@@ -58,6 +67,36 @@ def test_bad_pipeline_input_is_one_line_and_exit_2(cli_main, args, message):
 @pytest.mark.torch
 def test_what_no_pipeline_can_feed_is_skipped_with_its_reason(cli_main, tmp_path):
     completed = cli_main("bench", "lenet", "--frameworks", "torch", "--modes", "train", "--data", "jpeg",
-                         *SMALL_SET, "--out", str(tmp_path / "run"), "--no-history", "--no-peak")
+                         "--batch-size", "2", *SMALL_SET, "--out", str(tmp_path / "run"), "--no-history", "--no-peak")
     assert completed.returncode == 3
     assert "lenet takes 1x32x32 images; the JPEG pipeline makes RGB (3 channels)" in completed.stderr
+
+
+@pytest.mark.torch
+def test_sigterm_in_the_fed_loop_keeps_every_loop_and_ends_the_loader_workers(tmp_path):
+    """Stopped while the DataLoader's workers feed the step: the samples of all three loops are saved, and the
+    workers end with the configuration's process."""
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "cli.py", "bench", "alexnet", "--frameworks", "torch", "--modes", "forward", "--data",
+         "jpeg", "--workers", "1", *SMALL_SET, "--batch-size", "2", "--warmup", "1", "--iters", "300",
+         "--max-time", "0", "--out", str(out), "--no-peak", "--no-history"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    loaders: list[psutil.Process] = []
+    while len(loaders) < 2 and time.monotonic() < deadline:  # the worker, then its DataLoader worker under it
+        time.sleep(0.2)
+        loaders = [child for child in psutil.Process(process.pid).children(recursive=True)
+                   if "bench.worker" in " ".join(child.cmdline())]
+    # The loader worker starts with the pipeline-alone loop (300 small batches, about a second); the fed loop
+    # after it takes 300 steps of some 30 ms.
+    time.sleep(4)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    (result,) = json.loads((out / "results.json").read_text())["results"]
+    assert result["status"] == "interrupted"
+    assert len(result["step_samples_ms"]) == len(result["pipeline_samples_ms"]) == 300
+    assert 0 < len(result["samples_ms"]) < 300
+    assert len(loaders) == 2 and not any(loader.is_running() and loader.status() != psutil.STATUS_ZOMBIE
+                                         for loader in loaders)
