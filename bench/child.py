@@ -9,6 +9,7 @@ are thin programs over it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import resource
@@ -228,7 +229,8 @@ class Child:
         self.backend.configure(config, threads)
         self.memory = ProcessMemory()
         self.burn_in: BurnIn | None = None
-        self.pipeline = None  # the engine's input pipeline, for data="jpeg"
+        self.pipeline = None  # the engine's input pipeline, for data="jpeg", and the images it reads
+        self.images_source = ""
         self.first_batch_ms: float | None = None
         self.cpu_seconds_per_image: float | None = None
 
@@ -273,7 +275,9 @@ class Child:
         burn-in and sample counts. The pipeline's workers start in its first loop and serve the next."""
         config, backend = self.config, self.backend
         cpus = available_cpus()
-        self.pipeline = load_pipeline(config.framework)(config, image_set(config.images), cpus)
+        images = image_set(config.images)
+        self.pipeline = load_pipeline(config.framework)(config, images)
+        self.images_source = images.source
         rounds = batches_per_sample(config, cpus)
         batches = FirstBatch(self.pipeline.batches())
         if get_mode(config.mode).network:
@@ -292,9 +296,11 @@ class Child:
         """``step`` timed the configuration's way, its samples streamed and the burn-in reported as they come.
 
         ``rounds``: each sample after the first call spans that many steps, and is stored as its time per step
-        (``bench.pipeline.batches_per_sample`` says why). ``closes_burn_in``: whether the end of burn-in is
-        reported and opens the timed memory window (the configuration's own loop); ``counts_cpu``: whether the CPU
-        time of this process and its children over the timed loop is kept per image (``cpu_seconds_per_image``).
+        (``bench.pipeline.batches_per_sample`` says why); burn-in and timed steps are still counted in steps (the
+        first burn-in call is one step, the rest rounds), so a loop takes about ``warmup`` and ``iters`` steps.
+        ``closes_burn_in``: whether the end of burn-in is reported and opens the timed memory window (the
+        configuration's own loop); ``counts_cpu``: whether the CPU time of this process and its children over the
+        timed loop is kept per image (``cpu_seconds_per_image``).
         """
         config, backend = self.config, self.backend
         cpu = ProcessTreeCpu() if counts_cpu else None
@@ -310,14 +316,17 @@ class Child:
         def progress(loop_phase: str, done: int, total: int, samples: list[float]) -> None:
             stream(loop_phase, done, total, [sample / rounds for sample in samples])
 
+        warmup = 1 + math.ceil((config.warmup - 1) / rounds) if config.warmup > 0 else 0
         timing = get_timing_method(config.timing).measure(
-            in_rounds(step, rounds, first_alone=config.warmup > 0), backend.synchronize, warmup=config.warmup,
-            iters=config.iters, max_time_s=config.max_time_s, on_progress=progress, on_burn_in_end=burn_in_end,
-            trace_count=backend.trace_count)
+            in_rounds(step, rounds, first_alone=warmup > 0), backend.synchronize, warmup=warmup,
+            iters=math.ceil(config.iters / rounds), max_time_s=config.max_time_s, on_progress=progress,
+            on_burn_in_end=burn_in_end, trace_count=backend.trace_count)
         self.stream.flush()
         if cpu is not None:
             self.cpu_seconds_per_image = cpu.seconds() / (len(timing.samples_ms) * rounds * config.batch_size)
-        return Timing([sample / rounds for sample in timing.samples_ms], timing.first_step_ms, timing.capped)
+        # Without burn-in the first call was a whole round, and a timed sample.
+        first_step_ms = timing.first_step_ms if warmup > 0 else timing.first_step_ms / rounds
+        return Timing([sample / rounds for sample in timing.samples_ms], first_step_ms, timing.capped)
 
     def facts(self, *, data_parallel: bool = False) -> dict[str, Any]:
         """The framework, device and settings of the configuration as the backend reports them (with how its
@@ -337,7 +346,7 @@ class Child:
         if data_parallel:
             described["settings"]["data_parallel"] = backend.data_parallel_settings(config)
         if self.pipeline is not None:
-            described["settings"]["input_pipeline"] = self.pipeline.settings()
+            described["settings"]["input_pipeline"] = {**self.pipeline.settings(), "images": self.images_source}
         return described
 
     def failure(self, error: BaseException) -> Outcome:

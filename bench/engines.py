@@ -57,6 +57,7 @@ class Engine:
     # own data tools, for ``--data jpeg`` and the ``input`` mode; None where none is set up.
     pipeline: str | None = None
     pipeline_autotunes: bool = False  # whether its pipeline can size its own parallelism (--workers auto)
+    pipeline_packages: tuple[str, ...] = ()  # what its pipeline needs beyond the engine's own packages
 
     @property
     def title(self) -> str:
@@ -95,6 +96,9 @@ class Engine:
                 takers = [engine.name for engine in ENGINES.values() if engine.pipeline]
                 return (f"{self.name}: no input pipeline is set up for it (--data {config.data} runs with "
                         f"{', '.join(takers)})")
+            if missing := [name for name in self.pipeline_packages if importlib.util.find_spec(name) is None]:
+                return (f"{self.name}: {', '.join(missing)} not installed ({self.install}), which its input pipeline "
+                        "needs")
             if config.autotune and not self.pipeline_autotunes:
                 takers = [engine.name for engine in ENGINES.values() if engine.pipeline_autotunes]
                 return (f"{self.name}: its input pipeline has no autotuned worker count (--workers auto applies to "
@@ -148,7 +152,7 @@ ENGINES: dict[str, Engine] = {
                    re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)")),
                layout="NCHW, or NHWC with --channels-last", compile="torch.compile (model forward and backward)",
                synchronize="torch.cuda.synchronize()", channels_last=True,
-               pipeline="bench.torch_pipeline:TorchPipeline"),
+               pipeline="bench.torch_pipeline:TorchPipeline", pipeline_packages=("torchvision",)),
         Engine("tf", definitions="tf", backend="bench.tf_backend:TFBackend",
                data_parallel=ProcessPerRank(_tf_config), layout="TensorFlow runs NHWC throughout",
                compile="XLA jit_compile (the whole step)", synchronize="tf.test.experimental.sync_devices()",

@@ -24,12 +24,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageDraw
 
+from bench.environment import available_cpus
 from bench.errors import UsageError
 from bench.files import atomic_write_text, lock_of
+
+if TYPE_CHECKING:  # Pillow loads only where images are made
+    from PIL import Image
 
 DEFAULT_COUNT = 2000
 DEFAULT_SEED = 0
@@ -200,9 +204,8 @@ def _make(folder: Path, count: int, seed: int, quality: int, scale: float,
 
 
 def _threads() -> int:
-    """The CPUs this process may run on (a container or taskset may allow fewer than the machine has), at most 8."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, available))
+    """Threads making files: the CPUs this process may run on, at most 8."""
+    return max(1, min(8, available_cpus()))
 
 
 def _umask() -> int:
@@ -238,6 +241,8 @@ def _picture(rng: np.random.Generator, height: int, width: int) -> Image.Image:
     noise = np.frombuffer(rng.bytes(channels.size), dtype=np.uint8).reshape(channels.shape)
     channels += (noise - np.float32(127.5)) * np.float32(rng.uniform(1, 3) * np.sqrt(12) / 256)
     planes = np.clip(channels, 0, 255, out=channels).astype(np.uint8)
+    from PIL import Image
+
     scene = Image.merge("RGB", [Image.fromarray(plane) for plane in planes])
     # Objects: the scene's texture seen through another gain and tint inside each shape, later ones in front.
     picture = scene.copy()
@@ -301,6 +306,8 @@ def _shape(rng: np.random.Generator, height: int, width: int) -> tuple[tuple[int
     # Drawn only over the part of the picture it covers: pasting through a whole-picture mask costs more.
     left, top = max(0, int(xs.min())), max(0, int(ys.min()))
     right, bottom = max(left + 1, min(width, int(xs.max()) + 1)), max(top + 1, min(height, int(ys.max()) + 1))
+    from PIL import Image, ImageDraw
+
     mask = Image.new("L", (right - left, bottom - top), 0)
     draw = ImageDraw.Draw(mask)
     points = list(zip((xs - left).tolist(), (ys - top).tolist(), strict=True))

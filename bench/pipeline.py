@@ -21,7 +21,16 @@ import numpy as np
 
 import zoo
 from bench.config import Config
-from bench.images import DEFAULT_COUNT, DEFAULT_QUALITY, DEFAULT_SEED, ImageSet, folder_images, made_images
+from bench.errors import UsageError
+from bench.images import (
+    DEFAULT_COUNT,
+    DEFAULT_QUALITY,
+    DEFAULT_SEED,
+    FORMAT_VERSION,
+    ImageSet,
+    folder_images,
+    made_images,
+)
 
 RESIZE_SHORTER = 256  # the shorter side after resizing, and the centre square's side
 # ImageNet's per-channel mean and standard deviation of pixels in [0, 1] (torchvision's reference recipes).
@@ -51,8 +60,9 @@ CHECK_SEED = 0
 
 def made_spec(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED, quality: int = DEFAULT_QUALITY,
               scale: float = 1.0) -> str:
-    """The ``images`` spec of a made image set (``Config.images``)."""
-    return f"made:count={count},seed={seed},quality={quality},scale={scale:g}"
+    """The ``images`` spec of a made image set (``Config.images``); the generator's version is part of it, since
+    another generator makes other files."""
+    return f"made:count={count},seed={seed},quality={quality},scale={scale:g},version={FORMAT_VERSION}"
 
 
 def folder_spec(directory: str | Path) -> str:
@@ -68,6 +78,9 @@ def image_set(spec: str, on_progress: Callable[[int, int], None] | None = None) 
         return folder_images(rest)
     if kind == "made":
         values = dict(part.split("=", 1) for part in rest.split(",") if part)
+        if int(values.get("version", FORMAT_VERSION)) != FORMAT_VERSION:
+            raise UsageError(f"the image set {spec} was made by version {values['version']} of the generator; this "
+                             f"one makes version {FORMAT_VERSION}")
         return made_images(int(values["count"]), int(values["seed"]), int(values["quality"]),
                            scale=float(values.get("scale", 1)), on_progress=on_progress)
     raise ValueError(f"unknown images spec {spec!r}: made:... or folder:PATH")
@@ -131,20 +144,6 @@ class Augmentation:
         return cls(top=top, left=left, flip=flip, alpha=alpha)
 
 
-def lighting_shift(alpha: np.ndarray) -> np.ndarray:
-    """The RGB shift of the PCA lighting noise for each row of alphas: eigvec @ (alpha * eigval)."""
-    eigenvectors = np.asarray(LIGHTING_EIGENVECTORS, dtype=np.float32)
-    return (np.asarray(alpha, dtype=np.float32) * np.asarray(LIGHTING_EIGENVALUES, dtype=np.float32)) @ eigenvectors.T
-
-
-def shorter_side_size(height: int, width: int) -> tuple[int, int]:
-    """The size after resizing the shorter side to ``RESIZE_SHORTER``, the longer scaled and truncated (as
-    torchvision's Resize computes it)."""
-    if height <= width:
-        return RESIZE_SHORTER, int(RESIZE_SHORTER * width / height)
-    return int(RESIZE_SHORTER * height / width), RESIZE_SHORTER
-
-
 def compare_batches(first: np.ndarray, second: np.ndarray) -> dict:
     """How far two NCHW batches of normalised images differ, in whole 8-bit levels of the pixels before
     normalisation (each difference scaled back by 255 x the channel's std and rounded)."""
@@ -168,9 +167,9 @@ def needed_workers(step_images_per_s: float, images_per_s: float, workers: int) 
 class Pipeline(Protocol):
     """What an engine's input pipeline does, in a process of its framework."""
 
-    def __init__(self, config: Config, images: ImageSet, cpus: int) -> None:
+    def __init__(self, config: Config, images: ImageSet) -> None:
         """Set up, reading nothing yet: ``config`` names the model (its crop), batch size, workers, AUTOTUNE and
-        lighting; ``cpus`` is what AUTOTUNE may use."""
+        lighting."""
 
     def batches(self) -> Iterator[tuple[object, object]]:
         """Endless (images, labels) batches in the framework's host tensors, in the layout its model takes (pinned

@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.config import Config
 from bench.engines import load_pipeline
-from bench.environment import PROJECT_ROOT, available_cpus
+from bench.environment import PROJECT_ROOT
 from bench.pipeline import CHECK_BATCH, Augmentation, compare_batches, crop_size, image_set
 
 CHECK_TIMEOUT_S = 600.0
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     images = image_set(config.images)
     if len(images) < config.batch_size:
         raise SystemExit(f"the check needs {config.batch_size} images; the set has {len(images)}")
-    pipeline = load_pipeline(framework)(config, images, available_cpus())
+    pipeline = load_pipeline(framework)(config, images)
     augmentation = Augmentation.draw(config.batch_size, crop_size(config.model), config.lighting)
     np.save(out, pipeline.fixed_batch(augmentation))
     return 0

@@ -21,7 +21,7 @@ from bench.data_parallel import check_replicas
 from bench.engines import ENGINES, get_engine, installed_engines
 from bench.environment import available_cpus
 from bench.errors import EnvironmentProblem, UsageError
-from bench.images import DEFAULT_COUNT
+from bench.images import DEFAULT_COUNT, folder_images
 from bench.launchers import Cluster, ClusterError
 from bench.modes import MODES
 from bench.pipeline import folder_spec, made_spec
@@ -108,8 +108,6 @@ def images_spec(images: Path | None, files: int, scale: float, largest_batch: in
     """The image set of ``--data jpeg``: the user's folder (checked to hold JPEGs), or the made set's spec; either
     must hold a batch of the largest size asked for."""
     if images is not None:
-        from bench.images import folder_images
-
         count = len(folder_images(images))  # refuses a folder without JPEGs now, in one line
         if count < largest_batch:
             raise UsageError(f"--images DIR: {count} JPEGs under {images} make no batch of {largest_batch}")
@@ -237,13 +235,15 @@ class Grid:
         """The input pipeline's choices: the (workers, autotune) pairs and the fields every configuration shares."""
         data = choices(self.data, "data", DATA_SOURCES)[0]
         if data == "synthetic":
-            given = [option for option, value in (("--workers", self.workers), ("--images", self.images),
-                                                  ("--lighting", self.lighting)) if value]
+            given = [option for option, value in (
+                ("--workers", self.workers), ("--images", self.images), ("--lighting", self.lighting),
+                ("--files", self.files != DEFAULT_COUNT), ("--image-scale", self.image_scale != 1.0)) if value]
             if given:
                 raise UsageError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to --data jpeg")
             pipeline_only = [mode for mode in modes if not MODES[mode].network]
             if pipeline_only:
-                raise UsageError(f"--modes {pipeline_only[0]} times the input pipeline alone: add --data jpeg")
+                raise UsageError(f"--modes {pipeline_only[0]} times the input pipeline alone: bench --data jpeg, "
+                                 "or the pipeline command")
             return [(None, False)], {}
         spec = images_spec(self.images, self.files, self.image_scale, largest_batch)
         return loaders(self.workers), {"data": data, "images": spec, "lighting": self.lighting}

@@ -222,19 +222,21 @@ class Result:
             noisy=summary.noisy, global_batch=batch, images_per_s=batch / (median / 1e3), ms_per_image=median / batch,
             gflops_per_s=gflops_per_s, mfu=mfu,
             host_bound=self.device_busy < HOST_BOUND_BELOW if self.device_busy is not None else None,
-            **self._data_parallel(), **self._fed(),
+            **self._data_parallel(), **self._fed(median),
         )
 
-    def _fed(self) -> dict[str, Any]:
+    def _fed(self, median_ms: float) -> dict[str, Any]:
         """The step alone, the pipeline alone, and whether the pipeline is the bound."""
         batch = self.config.global_batch
         values: dict[str, Any] = {}
         if self.step_samples_ms:
             values["step_median_ms"] = statistics.median(self.step_samples_ms)
             values["step_images_per_s"] = batch / (values["step_median_ms"] / 1e3)
-        pipeline = self.pipeline_samples_ms or (self.samples_ms if self.config.mode == "input" else ())
-        if pipeline:
-            values["pipeline_images_per_s"] = batch / (statistics.median(pipeline) / 1e3)
+        if not get_mode(self.config.mode).network:  # the input pipeline alone: its rate is the headline's
+            values["pipeline_images_per_s"] = batch / (median_ms / 1e3)
+        elif self.pipeline_samples_ms:
+            # Pooled over processes with --repeats, as the step alone's samples are.
+            values["pipeline_images_per_s"] = batch / (statistics.median(self.pipeline_samples_ms) / 1e3)
         if "step_images_per_s" in values and "pipeline_images_per_s" in values:
             values["input_bound"] = values["pipeline_images_per_s"] < values["step_images_per_s"]
         return values

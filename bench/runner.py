@@ -100,6 +100,10 @@ def worker_result(config: Config, reports: ChildReports, ending: Ending, timeout
     burn_in = report.burn_in if report is not None else None
     counts = config_counts(config)
     outcome = report.outcome if report is not None else None
+    if outcome is not None and outcome.status == "failed" and (ending.interrupted or ending.timed_out):
+        # A failure reported while its processes were being ended is the ending's consequence (a DataLoader
+        # whose workers the session's SIGTERM reached first), not the configuration's.
+        outcome = None
     if outcome is not None:  # the worker finished, even if the run is being stopped
         reason = outcome.reason
         if outcome.status == "failed":

@@ -63,13 +63,12 @@ def _normalised(image: tf.Tensor, alpha: tf.Tensor | None) -> tf.Tensor:
 
 
 class TFPipeline:
-    def __init__(self, config: Config, images: ImageSet, cpus: int) -> None:
+    def __init__(self, config: Config, images: ImageSet) -> None:
         self.config = config
         self.crop = crop_size(config.model)
         self.files = [str(path) for path in images.files]
         self.labels = labels_for(images, zoo.get_spec(config.model).num_classes)
         self.workers = config.workers or 0
-        self.cpus = cpus
 
     def _augmented(self, path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = tf.image.random_crop(_centre_square(path), [*self.crop, 3])

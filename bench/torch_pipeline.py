@@ -95,13 +95,11 @@ def _worker_init(_: int) -> None:
 
 
 class TorchPipeline:
-    def __init__(self, config: Config, images: ImageSet, cpus: int) -> None:
+    def __init__(self, config: Config, images: ImageSet) -> None:
         self.config = config
         spec = zoo.get_spec(config.model)
         self.crop = crop_size(config.model)
         self.dataset = JpegFiles(images, labels_for(images, spec.num_classes), self.crop, config.lighting)
-        if config.autotune:
-            raise ValueError("torch's DataLoader has no autotuned worker count; give --workers")
         self.workers = config.workers or 0
         self.pin_memory = parse_device(config.device)[0] == "cuda"
 

@@ -26,7 +26,10 @@ def measure(child: Child) -> Outcome:
         timing = child.measure_step()
         peak_memory = child.peak_memory_bytes()
         return Outcome(status="ok", first_step_ms=timing.first_step_ms, capped=timing.capped,
-                       peak_memory_bytes=peak_memory, device_busy=backend.device_busy(BUSY_STEPS),
+                       peak_memory_bytes=peak_memory,
+                       # The share of the fixed-batch step; a step fed from JPEGs says how it fares in its figures
+                       # beside the step alone's.
+                       device_busy=backend.device_busy(BUSY_STEPS) if child.pipeline is None else None,
                        burn_in_peak_memory_bytes=child.burn_in.burn_in_peak_memory_bytes if child.burn_in else None,
                        first_batch_ms=child.first_batch_ms, cpu_seconds_per_image=child.cpu_seconds_per_image,
                        **child.facts())

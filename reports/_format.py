@@ -65,7 +65,7 @@ def data_source(data: str, workers: int | None, autotune: bool) -> str:
         return data
     if autotune:
         return f"{data}, AUTOTUNE"
-    return f"{data}, {workers} worker{'s' if workers != 1 else ''}" if workers else f"{data}, in-process"
+    return f"{data}, {workers} worker{'s' if workers != 1 else ''}"
 
 
 def setting(value: object) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from bench.modes import get_mode
 from bench.pipeline import needed_workers
 from reports import _format
 from reports._groups import LabelledResult
@@ -57,7 +58,7 @@ def pipeline_rates(measured: Sequence[LabelledResult]) -> list[PipelineRate]:
         config, derived = entry.result.config, entry.result.derived
         if config.data == "synthetic" or derived.pipeline_images_per_s is None:
             continue
-        source = "pipeline alone" if config.mode == "input" else f"before the {config.mode} step"
+        source = "pipeline alone" if not get_mode(config.mode).network else f"before the {config.mode} step"
         rates.append(PipelineRate(entry.run, config.model, config.device, config.framework, config.batch_size,
                                   None if config.autotune else config.workers, derived.pipeline_images_per_s, source))
     return rates
@@ -119,30 +120,35 @@ def plot_pipelines(measured: Sequence[LabelledResult], out_dir: str | Path, pref
     rates, steps = pipeline_rates(measured), step_rates(measured)
     written = {}
     for model in dict.fromkeys(rate.model for rate in rates):
-        figure = Figure(figsize=(6.5, 4.5), layout="constrained")
-        axes = figure.subplots()
-        model_rates = [rate for rate in rates if rate.model == model and rate.workers is not None]
+        everything = [rate for rate in rates if rate.model == model]
         # The pipeline alone in a process of its own where the run has it; else the fed results' own measurement.
-        alone = [rate for rate in model_rates if rate.source == "pipeline alone"]
-        model_rates = alone or model_rates
+        model_rates = [rate for rate in everything if rate.source == "pipeline alone"] or everything
         series = list(dict.fromkeys((rate.framework, rate.device, rate.batch) for rate in model_rates))
         varying = len({(device, batch) for _, device, batch in series}) > 1
+        counted = sorted({rate.workers for rate in model_rates if rate.workers is not None})
+        figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+        axes = figure.subplots()
         for index, (framework, device, batch) in enumerate(series):
-            points: dict[int, list[float]] = {}
+            points: dict[int | None, list[float]] = {}
             for rate in model_rates:
                 if (rate.framework, rate.device, rate.batch) == (framework, device, batch):
                     points.setdefault(rate.workers, []).append(rate.images_per_s)
-            workers = sorted(points)
             label = f"{framework} pipeline" + (f" {device} b{batch}" if varying else "")
-            axes.plot(workers, [statistics.median(points[w]) for w in workers], marker="o", color=f"C{index}",
-                      label=label)
+            workers = sorted(count for count in points if count is not None)
+            if workers:
+                axes.plot(workers, [statistics.median(points[w]) for w in workers], marker="o", color=f"C{index}",
+                          label=label)
+            if None in points:  # AUTOTUNE has no worker count: a level across the chart
+                axes.axhline(statistics.median(points[None]), color=f"C{index}", linestyle=":",
+                             label=f"{label}, AUTOTUNE")
             for step in steps:
                 if (step.model, step.framework, step.device, step.batch) == (model, framework, device, batch):
                     axes.axhline(step.images_per_s, color=f"C{index}", linestyle="--",
                                  label=f"{framework} {step.mode} step alone")
         axes.set_xlabel("workers")
         axes.set_ylabel("images/s")
-        axes.set_xticks(sorted({rate.workers for rate in model_rates}))
+        if counted:
+            axes.set_xticks(counted)
         shown = [rate.images_per_s for rate in model_rates] + [step.images_per_s for step in steps
                                                                  if step.model == model]
         if max(shown) > LOG_AXIS_SPREAD * min(shown):  # a step far below its pipeline stays visible

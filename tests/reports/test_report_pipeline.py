@@ -15,12 +15,13 @@ from reports.markdown import write_report
 from reports.table import render_run
 
 
-def _config(framework: str, mode: str, workers: int) -> Config:
+def _config(framework: str, mode: str, workers: int | None) -> Config:
     return Config(model="resnet18", framework=framework, device="cpu", mode=mode, batch_size=32, data="jpeg",
-                  images="made:count=2000,seed=0,quality=90,scale=1", workers=workers, iters=60)
+                  images="made:count=2000,seed=0,quality=90,scale=1", workers=workers, autotune=workers is None,
+                  iters=60)
 
 
-def pipeline_alone(framework: str, workers: int, batch_ms: float) -> Result:
+def pipeline_alone(framework: str, workers: int | None, batch_ms: float) -> Result:
     return Result(config=_config(framework, "input", workers), status="ok", samples_ms=samples(batch_ms, spread=0),
                   first_batch_ms=150.0, cpu_seconds_per_image=0.005)
 
@@ -101,3 +102,13 @@ def test_frame_history_and_compare_take_pipeline_results(tmp_path):
     assert [pair.config.workers for pair in comparison.compared] == [2]
     assert comparison.compared[0].difference.verdict == "same"
     assert len(comparison.only_in_base) == 5
+
+
+def test_a_run_of_autotuned_pipelines_alone_has_its_table_report_and_chart(tmp_path):
+    run = _run(tmp_path, "autotune", [pipeline_alone("tf", None, 100.0)])
+    console = Console(width=250, record=True)
+    render_run(run, console)
+    assert "jpeg, AUTOTUNE" in console.export_text()
+    report = write_report([run], tmp_path / "report.md").read_text()
+    assert "| resnet18 | cpu      | tf          |      32 | AUTOTUNE  |" in report
+    assert (tmp_path / "report-resnet18-pipeline.png").stat().st_size > 0
