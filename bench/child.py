@@ -271,23 +271,23 @@ class Child:
     def measure_fed(self) -> Timing:
         """The input pipeline's configuration: its batches alone (the ``input`` mode); or, for a step of the
         network, three loops in this process: the step alone on a fixed batch (``STEP_ONLY``), the pipeline alone
-        (``PIPELINE``), then the step fed from the pipeline (the configuration's samples), each with the same
-        burn-in and sample counts. The pipeline's workers start in its first loop and serve the next."""
+        (``PIPELINE``), then the step fed from the pipeline (the configuration's samples), each with ``warmup`` and
+        ``iters`` counted in steps. The pipeline's workers start in its first loop and serve the next."""
         config, backend = self.config, self.backend
-        cpus = available_cpus()
         images = image_set(config.images)
         self.pipeline = load_pipeline(config.framework)(config, images)
         self.images_source = images.source
-        rounds = batches_per_sample(config, cpus)
+        rounds = batches_per_sample(config, available_cpus())
         batches = FirstBatch(self.pipeline.batches())
-        if get_mode(config.mode).network:
+        network = get_mode(config.mode).network
+        if network:
             self.time_step(backend.prepare(config), phase=STEP_ONLY, closes_burn_in=False)
             self.time_step(batches.__next__, phase=PIPELINE, rounds=rounds, closes_burn_in=False, counts_cpu=True)
             step = backend.fed_step(batches)
         else:
             step = batches.__next__
         self.start_window()
-        timing = self.time_step(step, rounds=rounds, counts_cpu=not get_mode(config.mode).network)
+        timing = self.time_step(step, rounds=rounds, counts_cpu=not network)
         self.first_batch_ms = batches.first_batch_ms
         return timing
 

@@ -113,6 +113,13 @@ class Config:
             return ""
         return "auto" if self.autotune else f"w{self.workers}"
 
+    @property
+    def input_label(self) -> str:
+        """Where the batch comes from, in labels: "jpeg w2", "jpeg auto +lighting"; "" for the synthetic batch."""
+        if self.data == "synthetic":
+            return ""
+        return f"{self.data} {self.loader}" + (" +lighting" if self.lighting else "")
+
     def key(self) -> tuple:
         """What identifies the same configuration across two runs (the protocol fields may differ)."""
         return tuple(getattr(self, name) for name in key_fields())
@@ -125,8 +132,8 @@ class Config:
             flags += f" {self.timing}"
         if self.replicas is not None:
             flags += f" x{self.replicas}" + (f" x{self.nodes} nodes" if self.nodes > 1 else "")
-        if self.data != "synthetic":
-            flags += f" {self.data} {self.loader}" + (" +lighting" if self.lighting else "")
+        if self.input_label:
+            flags += f" {self.input_label}"
         return (
             f"{self.model} {self.framework} {self.device} {self.mode} "
             f"b{self.batch_size} {self.precision}{flags}"

@@ -74,7 +74,7 @@ def series_name(entry: LabelledResult, with_run: bool) -> str:
     """framework, then whatever else sets this series apart, for legends and column headers."""
     config = entry.result.config
     parts = [config.framework, config.device, config.precision, _format.variant(config.compile, config.channels_last),
-             f"{config.data} {config.loader}" if config.data != "synthetic" else ""]
+             config.input_label]
     return " ".join(part for part in ([entry.run] if with_run else []) + parts if part)
 
 
@@ -83,7 +83,7 @@ def _fields(config: Config) -> dict[str, str]:
             "batch": f"b{config.batch_size}", "precision": config.precision,
             "variant": _format.variant(config.compile, config.channels_last),
             "replicas": _format.replicas(config.replicas, config.nodes),
-            "data": f"{config.data} {config.loader}".strip()}
+            "data": config.input_label}
 
 
 def short_labels(configs: Sequence[Config]) -> tuple[list[str], str]:
